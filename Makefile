@@ -1,0 +1,74 @@
+# meshlens — build, test, run. `make help` lists the targets.
+.DEFAULT_GOAL := all
+
+BUILD    ?= build
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+
+ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wmissing-field-initializers -Werror=undef \
+	    -I. -I$(BUILD) -DMESHLENS_VERSION='"$(VERSION)"'
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/vmlinux -Ibpf
+LDLIBS   := -lbpf -lelf -lz -lcjson
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c cgroup/cgroup.c accesslog/accesslog.c
+BPF_SRCS    := bpf/meshlens.bpf.c
+UNIT_TESTS  := accesslog options cgroup
+
+.PHONY: all deps run test unit e2e vmlinux clean help
+
+all: $(BUILD)/meshlens $(BUILD)/mltraffic ## build the daemon and the test traffic tool
+
+deps: ## install missing Debian packages (idempotent)
+	@deploy/install-deps.sh
+
+$(BUILD) $(BUILD)/tests:
+	@mkdir -p $@
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c bpf/probe.h bpf/vmlinux/vmlinux.h | $(BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+
+$(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BUILD)/meshlens.skel.h
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRCS) $(LDLIBS)
+
+$(BUILD)/mltraffic: tests/tools/mltraffic.c | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# unit tests: tests/unit/test_X.c linked with the module sources it tests
+$(BUILD)/tests/test_accesslog: accesslog/accesslog.c
+$(BUILD)/tests/test_options: daemon/options.c
+$(BUILD)/tests/test_cgroup: cgroup/cgroup.c
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
+
+run: deps all ## install deps, build, run on the cgroup v2 root, access log on stdout
+	$(BUILD)/meshlens $(ARGS)
+
+test: deps all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests (cmocka) then end-to-end tests (bats, real kernel)
+	@tests/run.sh $(BUILD)
+
+unit: all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests only
+	@tests/run.sh --unit $(BUILD)
+
+e2e: all ## end-to-end tests only
+	@tests/run.sh --e2e $(BUILD)
+
+vmlinux: ## regenerate bpf/vmlinux/vmlinux.h from this kernel's BTF
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux/vmlinux.h
+
+clean: ## remove build outputs
+	rm -rf $(BUILD)
+
+help: ## list targets
+	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10

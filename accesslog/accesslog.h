@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * accesslog - tcp_probe_info record -> one JSON line -> sink (stdout/file).
+ *
+ * The whole API of the module. Nothing here allocates per record: the
+ * caller formats into its own buffer and appends to a sink that batches
+ * lines and writes them with one write(2) per flush, so a line is never
+ * torn or interleaved.
+ */
+#ifndef MESHLENS_ACCESSLOG_H
+#define MESHLENS_ACCESSLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../bpf/probe.h"
+
+/* Longest line accesslog_format() can produce, with headroom. */
+#define ACCESSLOG_LINE_MAX 1024
+
+/* Converts kernel CLOCK_MONOTONIC ns to wall-clock (CLOCK_REALTIME) ns. */
+struct accesslog_clock {
+	int64_t mono_to_real_ns; /* real = mono + mono_to_real_ns */
+};
+
+/* Re-measure the monotonic -> realtime offset (cheap; call once per batch). */
+void accesslog_clock_sync(struct accesslog_clock *clk);
+
+/* "2026-11-21T22:15:01.123456Z" (microseconds, UTC). Returns length or -1. */
+int accesslog_format_time(uint64_t real_ns, char *buf, size_t len);
+
+/* Address text: v4-mapped -> dotted quad; else RFC 5952 IPv6. Returns length. */
+int accesslog_format_addr(const uint8_t addr[ML_ADDR_LEN], char *buf, size_t len);
+
+/* "ipv4" when the address is v4-mapped (or family AF_INET), else "ipv6". */
+const char *accesslog_family_name(const struct tcp_probe_info *r);
+
+/* TCP state number -> "ESTABLISHED", "SYN_SENT", ...; "UNKNOWN" otherwise. */
+const char *accesslog_state_name(unsigned int state);
+
+/* enum ml_failure -> "refused", "timeout", ... */
+const char *accesslog_failure_name(unsigned int failure);
+
+/*
+ * Format one record as a JSON object followed by '\n' into buf.
+ * Returns the line length (including '\n'), or -1 if buf is too small.
+ */
+int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
+		     char *buf, size_t len);
+
+struct accesslog_sink;
+
+/*
+ * Open a sink: "-" = stdout, anything else a file path opened O_APPEND
+ * (created 0640). Returns NULL with errno set on failure.
+ */
+struct accesslog_sink *accesslog_open(const char *dest);
+
+/* Queue one complete line; flushes first when the batch buffer is full. */
+int accesslog_append(struct accesslog_sink *s, const char *line, size_t len);
+
+/* Write every queued line (one write(2) per batch). 0 or -errno. */
+int accesslog_flush(struct accesslog_sink *s);
+
+/* Re-open the file (after logrotate moved it); no-op for stdout. 0 or -errno. */
+int accesslog_reopen(struct accesslog_sink *s);
+
+/* Lines that could not be written (e.g. disk full) since open. */
+uint64_t accesslog_lost_lines(const struct accesslog_sink *s);
+
+/* Flush and close. */
+void accesslog_close(struct accesslog_sink *s);
+
+#endif /* MESHLENS_ACCESSLOG_H */

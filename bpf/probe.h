@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * probe.h - the whole kernel/user ABI of meshlens.
+ *
+ * Every struct that crosses the BPF/user boundary is defined here and only
+ * here; the bpf/ programs and the user-space modules both include this file.
+ * Rules: fixed-width types only, no pointers, largest fields first,
+ * explicit padding, a _Static_assert on each size.
+ *
+ * Units and conventions:
+ *   - times are CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns()); user space
+ *     converts them to wall-clock time;
+ *   - addresses are 16-byte IPv6, IPv4 stored v4-mapped (::ffff:a.b.c.d);
+ *     `family` is the socket's family (AF_INET/AF_INET6), so an AF_INET6
+ *     socket talking to a v4-mapped peer keeps family AF_INET6;
+ *   - ports are host byte order;
+ *   - "src" is always the client (initiator), "dst" the server (acceptor),
+ *     whichever end this socket is;
+ *   - byte counters are application payload bytes, u64, with SYN/FIN
+ *     sequence space already removed by the kernel side.
+ */
+#ifndef MESHLENS_PROBE_H
+#define MESHLENS_PROBE_H
+
+#ifdef __BPF__
+/* vmlinux.h already provides __u8..__u64 */
+#else
+#include <linux/types.h>
+#endif
+
+#define ML_ADDR_LEN 16
+
+/* tcp_probe_info.type */
+enum ml_record_type {
+	ML_REC_CONN_CLOSE = 1,  /* a connection that reached ESTABLISHED closed */
+	ML_REC_CONN_FAILED = 2, /* a connection attempt that never got there */
+};
+
+/* tcp_probe_info.direction */
+enum ml_direction {
+	ML_DIR_OUTBOUND = 1, /* this socket called connect() */
+	ML_DIR_INBOUND = 2,  /* this socket was accepted */
+};
+
+/*
+ * tcp_probe_info.failure: why a connection attempt failed, decided in the
+ * kernel where the evidence is (sk_err, connect() return value, state).
+ */
+enum ml_failure {
+	ML_FAIL_NONE = 0,
+	ML_FAIL_REFUSED = 1,     /* RST answered our SYN (ECONNREFUSED) */
+	ML_FAIL_TIMEOUT = 2,     /* SYNs unanswered (ETIMEDOUT) */
+	ML_FAIL_RESET = 3,       /* reset during the handshake (ECONNRESET) */
+	ML_FAIL_UNREACHABLE = 4, /* failed before any SYN left (no route, ...) */
+	ML_FAIL_ABORTED = 5,     /* closed by the application while connecting */
+	ML_FAIL_OTHER = 6,       /* any other error; errno in `sk_err` */
+};
+
+/* tcp_probe_info.flags */
+#define ML_F_FIN_IN (1u << 0)   /* peer's FIN received */
+#define ML_F_FIN_OUT (1u << 1)  /* our FIN sent */
+#define ML_F_RESET_IN (1u << 2) /* closed by a received RST */
+
+/* One record per closed connection or failed attempt (ringbuf payload). */
+struct tcp_probe_info {
+	__u64 start_ns;       /* monotonic ns: connect() called / accepted */
+	__u64 close_ns;       /* monotonic ns: closed / failed */
+	__u64 duration;       /* ns, close_ns - start_ns */
+	__u64 sent_bytes;     /* payload bytes this socket sent, acked by peer */
+	__u64 received_bytes; /* payload bytes this socket received */
+	__u64 sock_cookie;    /* bpf_get_socket_cookie(), unique per socket */
+	__u64 cgroup_id;      /* cgroup v2 id of the socket's cgroup */
+	__u8 src_addr[ML_ADDR_LEN]; /* client address */
+	__u8 dst_addr[ML_ADDR_LEN]; /* server address */
+	__u32 srtt_us;        /* smoothed RTT in us, already unshifted (>>3) */
+	__u32 rtt_min;        /* minimum RTT seen, us */
+	__u32 mss_cache;      /* effective MSS, bytes */
+	__u32 total_retrans;  /* retransmitted segments, whole connection */
+	__u32 segs_in;        /* segments received (RFC 4898) */
+	__u32 segs_out;       /* segments sent (RFC 4898) */
+	__u32 lost_out;       /* segments currently marked lost, at close */
+	__u32 sk_err;         /* errno that ended the socket, 0 if none */
+	__u16 src_port;       /* client port, host order */
+	__u16 dst_port;       /* server port, host order */
+	__u16 family;         /* AF_INET or AF_INET6 (of the socket) */
+	__u8 type;            /* enum ml_record_type */
+	__u8 direction;       /* enum ml_direction */
+	__u8 state;           /* TCP state before close (TCP_ESTABLISHED = 1, ...) */
+	__u8 protocol;        /* IPPROTO_TCP */
+	__u8 conn_success;    /* 1 if the connection reached ESTABLISHED */
+	__u8 failure;         /* enum ml_failure, 0 when conn_success */
+	__u8 flags;           /* ML_F_* */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct tcp_probe_info) == 136, "tcp_probe_info ABI size");
+
+/* ml_sock_state.phase: how far an observed socket got. */
+enum ml_phase {
+	ML_PH_ATTEMPT = 1,     /* connect() called, no SYN sent yet */
+	ML_PH_CONNECTING = 2,  /* SYN sent (TCP_CONNECT_CB) */
+	ML_PH_ESTABLISHED = 3, /* handshake completed */
+};
+
+/*
+ * Per-socket state, one BPF_MAP_TYPE_SK_STORAGE value per observed socket.
+ * Created at connect() (outbound) or at establishment (inbound), deleted
+ * when the socket's record has been emitted.
+ */
+struct ml_sock_state {
+	__u64 connect_ns;         /* monotonic ns: connect() called / accepted */
+	__u64 sent_base;          /* bytes_acked at ESTABLISHED (SYN sequence space) */
+	__u64 recv_base;          /* bytes_received at ESTABLISHED */
+	__u64 cgroup_id;          /* cgroup v2 id of the socket */
+	__u8 dst_addr[ML_ADDR_LEN]; /* connect() destination, v4-mapped for IPv4 */
+	__u16 dst_port;           /* connect() destination port, host order */
+	__u8 direction;           /* enum ml_direction */
+	__u8 connect_success;     /* 1 once ESTABLISHED */
+	__u8 phase;               /* enum ml_phase */
+	__u8 flags;               /* ML_F_* seen so far */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct ml_sock_state) == 56, "ml_sock_state ABI size");
+
+/* Indexes of the per-CPU `counters` array map. */
+enum ml_counter {
+	ML_CNT_RECORDS = 0,      /* records submitted to the ringbuf */
+	ML_CNT_RECORDS_LOST = 1, /* records lost: ringbuf reserve failed */
+	ML_CNT_STORAGE_FAIL = 2, /* sockets not tracked: storage alloc failed */
+	ML_CNT_MAX = 8,
+};
+
+#endif /* MESHLENS_PROBE_H */

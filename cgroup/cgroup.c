@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <bpf/libbpf.h>
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* Mount point of the first filesystem of type fstype, from mountinfo. */
+static int find_mount(const char *fstype, char *buf, size_t len)
+{
+	char line[4096], mnt[4096], type[64];
+	int err = -ENOENT;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SRC SUPEROPTS" */
+		const char *sep = strstr(line, " - ");
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s", type) != 1 || strcmp(type, fstype))
+			continue;
+		unescape_octal(mnt);
+		if (strlen(mnt) >= len) {
+			err = -ENAMETOOLONG;
+			break;
+		}
+		strcpy(buf, mnt);
+		err = 0;
+		break;
+	}
+	fclose(f);
+	return err;
+}
+
+int cgroup_v2_root(char *buf, size_t len, const char *private_dir)
+{
+	int err = find_mount("cgroup2", buf, len);
+
+	if (err != -ENOENT)
+		return err;
+	if (mkdir(private_dir, 0700) && errno != EEXIST)
+		return -errno;
+	if (mount("none", private_dir, "cgroup2", 0, NULL))
+		return -errno;
+	if (strlen(private_dir) >= len)
+		return -ENAMETOOLONG;
+	strcpy(buf, private_dir);
+	return 0;
+}
+
+int cgroup_open(const char *root, const char *path)
+{
+	char full[4096];
+	struct statfs sfs;
+	int fd;
+
+	if (path[0] != '/') {
+		if (snprintf(full, sizeof(full), "%s/%s", root, path) >= (int)sizeof(full))
+			return -ENAMETOOLONG;
+		path = full;
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatfs(fd, &sfs)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		close(fd);
+		return -EMEDIUMTYPE;
+	}
+	return fd;
+}
+
+int cgroup_ensure_bpffs(const char *dir)
+{
+	struct statfs sfs;
+
+	if (!statfs(dir, &sfs) && sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	if (mount("bpffs", dir, "bpf", 0, "mode=0700"))
+		return -errno;
+	return 0;
+}
+
+int cgroup_attach(struct bpf_program *const *progs, int n, int cgroup_fd,
+		  struct bpf_link **links)
+{
+	int i, err;
+
+	for (i = 0; i < n; i++) {
+		links[i] = bpf_program__attach_cgroup(progs[i], cgroup_fd);
+		if (!links[i]) {
+			err = -errno;
+			while (i--) {
+				bpf_link__destroy(links[i]);
+				links[i] = NULL;
+			}
+			return err;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "loader.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <bpf/libbpf.h>
+#include "meshlens.skel.h"
+#include "../cgroup/cgroup.h"
+
+/* While probing, a refused program is an expected answer, not an error. */
+static bool quiet_libbpf;
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (quiet_libbpf || level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit)
+{
+	struct meshlens_bpf *skel = meshlens_bpf__open();
+	int err;
+
+	if (!skel)
+		return -errno;
+	bpf_map__set_max_entries(skel->maps.events, ringbuf_bytes);
+	/* wake the reader only once a quarter of the ring is unread */
+	skel->rodata->wakeup_bytes = ringbuf_bytes / 4;
+	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v4_connect, fexit);
+	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v6_connect, fexit);
+	bpf_program__set_autoload(skel->progs.ml_sock_release, !fexit);
+	err = meshlens_bpf__load(skel);
+	if (err) {
+		meshlens_bpf__destroy(skel);
+		return err;
+	}
+	b->skel = skel;
+	b->fexit = fexit;
+	return 0;
+}
+
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t errlen)
+{
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	libbpf_set_print(libbpf_print);
+	quiet_libbpf = true;
+	ret = open_and_load(b, ringbuf_bytes, true);
+	quiet_libbpf = false;
+	if (!ret)
+		return 0;
+	b->fexit_err = -ret;
+	ret = open_and_load(b, ringbuf_bytes, false);
+	if (ret)
+		snprintf(err, errlen, "loading BPF programs: %s", strerror(-ret));
+	return ret;
+}
+
+int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen)
+{
+	struct meshlens_bpf *s = b->skel;
+	struct bpf_program *cg_progs[4] = { s->progs.ml_sockops, s->progs.ml_connect4,
+					    s->progs.ml_connect6, s->progs.ml_sock_release };
+	struct bpf_program *fexit_progs[2] = { s->progs.ml_fexit_tcp_v4_connect,
+					       s->progs.ml_fexit_tcp_v6_connect };
+	int n_cg_progs = b->fexit ? 3 : 4;
+	int i, ret;
+
+	if (n_cg * n_cg_progs + 2 > ML_MAX_LINKS) {
+		snprintf(err, errlen, "too many cgroups (%d)", n_cg);
+		return -E2BIG;
+	}
+	for (i = 0; i < n_cg; i++) {
+		ret = cgroup_attach(cg_progs, n_cg_progs, cg_fds[i], &b->links[b->n_links]);
+		if (ret) {
+			snprintf(err, errlen, "attaching to cgroup #%d: %s", i + 1, strerror(-ret));
+			goto fail;
+		}
+		b->n_links += n_cg_progs;
+	}
+	for (i = 0; b->fexit && i < 2; i++) {
+		b->links[b->n_links] = bpf_program__attach(fexit_progs[i]);
+		if (!b->links[b->n_links]) {
+			ret = -errno;
+			snprintf(err, errlen, "attaching %s: %s",
+				 bpf_program__section_name(fexit_progs[i]), strerror(-ret));
+			goto fail;
+		}
+		b->n_links++;
+	}
+	return 0;
+fail:
+	ml_bpf_detach(b);
+	return ret;
+}
+
+void ml_bpf_detach(struct ml_bpf *b)
+{
+	while (b->n_links > 0)
+		bpf_link__destroy(b->links[--b->n_links]);
+}
+
+void ml_bpf_destroy(struct ml_bpf *b)
+{
+	ml_bpf_detach(b);
+	meshlens_bpf__destroy(b->skel);
+	b->skel = NULL;
+}
+
+int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
+{
+	static char refused[128];
+	const struct ml_feature all[] = {
+		{ "connections", "sockops", NULL },
+		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL },
+		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
+					       : "cgroup/sock_release",
+		  b->fexit ? NULL : refused },
+	};
+	int n = (int)(sizeof(all) / sizeof(all[0]));
+
+	snprintf(refused, sizeof(refused), "fexit/tcp_v4_connect refused: %s",
+		 strerror(b->fexit_err));
+	if (n > max)
+		n = max;
+	memcpy(out, all, (size_t)n * sizeof(*out));
+	return n;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * loader - start-up probing, open/load of the BPF skeleton, attach/detach.
+ *
+ * Each feature has a preferred hook (fexit, on kernels that allow
+ * trampolines) and a fallback this kernel accepts; which one serves is
+ * decided here by trying, and reported by ml_bpf_features().
+ */
+#ifndef MESHLENS_LOADER_H
+#define MESHLENS_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ML_MAX_LINKS 256
+
+struct meshlens_bpf;
+struct bpf_link;
+
+struct ml_bpf {
+	struct meshlens_bpf *skel;
+	bool fexit;               /* fexit programs loaded (trampolines allowed) */
+	int fexit_err;            /* errno that refused them, when !fexit */
+	struct bpf_link *links[ML_MAX_LINKS];
+	int n_links;
+};
+
+struct ml_feature {
+	const char *name;  /* "connections", ... */
+	const char *hook;  /* hook serving it on this kernel */
+	const char *other; /* preferred hook that was refused, or NULL */
+};
+
+/* Open and load, probing fexit first. 0, or -errno with a message in err. */
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t errlen);
+
+/* Attach every program: cgroup ones to each fd of cg_fds. All or nothing. */
+int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);
+
+/* Destroy every link (programs stop running; maps stay readable). */
+void ml_bpf_detach(struct ml_bpf *b);
+
+/* Detach and free everything. */
+void ml_bpf_destroy(struct ml_bpf *b);
+
+/* Which hook serves each feature; returns the number filled. */
+int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max);
+
+#endif /* MESHLENS_LOADER_H */

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * options - meshlens command line and JSON config (cJSON).
+ *
+ * Precedence: built-in defaults < config file (-c) < command-line options.
+ * Errors are returned as one line of text naming the option or the config
+ * key (and file) at fault; the caller prints it and exits 2.
+ */
+#ifndef MESHLENS_OPTIONS_H
+#define MESHLENS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define ML_MAX_CGROUPS 64
+#define ML_MAX_POINTS 64
+#define ML_ERR_LEN 512
+
+struct ml_options {
+	/* from -c/--config; NULL when none */
+	char *config_path;
+	/* -g/--cgroup (repeatable); config key "cgroups" */
+	char *cgroups[ML_MAX_CGROUPS];
+	int n_cgroups;
+	/* -o/--access-log: "-" (default), a path, or "off"; key "access_log" */
+	char *access_log;
+	/* -m/--metrics-addr: "127.0.0.1:2112" (default) or "off"; key "metrics_addr" */
+	char *metrics_addr;
+	/* --drops; key "drops" */
+	bool drops;
+	/* -i/--include, -e/--exclude (repeatable); keys "include", "exclude" */
+	char *include[ML_MAX_POINTS];
+	int n_include;
+	char *exclude[ML_MAX_POINTS];
+	int n_exclude;
+	/* --user; key "user"; NULL = stay root */
+	char *user;
+	/* --pin-path; key "pin_path"; default "/sys/fs/bpf/meshlens" */
+	char *pin_path;
+	/* --metadata; key "metadata"; NULL = none */
+	char *metadata;
+	/* config-only tunables */
+	unsigned int ringbuf_bytes;     /* key "ringbuf_bytes": power of two, 64 KiB..1 GiB; default 8 MiB */
+	unsigned int drain_interval_ms; /* key "drain_interval_ms": 1..1000; default 50 */
+	/* one-shot actions (command line only) */
+	bool gen_config, list, probe, diagnose, detach, version, help;
+};
+
+/* Fill defaults. */
+void ml_options_init(struct ml_options *o);
+
+/*
+ * Parse argv (getopt_long, options exactly as DESIGN.md "Command line").
+ * Loads the config file first when -c is given, then applies the command
+ * line on top. Returns 0, or 2 with a one-line message in err.
+ */
+int ml_options_parse(struct ml_options *o, int argc, char **argv, char *err, size_t errlen);
+
+/* Apply a JSON config file onto o. Returns 0, or 2 with a message in err. */
+int ml_config_load(struct ml_options *o, const char *path, char *err, size_t errlen);
+
+/* Apply a JSON config given as text (what ml_config_load reads). */
+int ml_config_parse(struct ml_options *o, const char *json, const char *origin, char *err,
+		    size_t errlen);
+
+/* The config for o as pretty JSON text (malloc'd; --gen-config prints it). */
+char *ml_config_dump(const struct ml_options *o);
+
+/* Usage text for -h. */
+void ml_options_usage(FILE *out);
+
+void ml_options_free(struct ml_options *o);
+
+#endif /* MESHLENS_OPTIONS_H */

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install every Debian package meshlens needs to build, run and test.
+# Idempotent: packages already present are not touched, and apt is only
+# consulted when something is missing.
+set -euo pipefail
+
+BUILD_PKGS="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libcjson-dev libnl-3-dev libnl-route-3-dev libmicrohttpd-dev libcap-dev pkg-config"
+TEST_PKGS="libcmocka-dev bats iproute2 iptables procps curl jq"
+
+want="$BUILD_PKGS"
+[ "${1:-}" = "--build-only" ] || want="$want $TEST_PKGS"
+
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+  exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,139 @@
+# Shared set-up for the end-to-end tests: a private cgroup v2 group per
+# test, the real daemon attached to it, the traffic tool run inside it,
+# and cleanup of everything on success and failure alike.
+# shellcheck shell=bash
+
+BUILD=${MESHLENS_BUILD:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build}
+MESHLENS=$BUILD/meshlens
+MLTRAFFIC=$BUILD/mltraffic
+
+# Skip loudly when the machine cannot run BPF; under CI that is a failure.
+require_bpf() {
+	local why=""
+	[ "$(id -u)" = 0 ] || why="not root"
+	[ -n "$why" ] || [ -r /sys/kernel/btf/vmlinux ] || why="no kernel BTF"
+	[ -n "$why" ] || grep -q cgroup2 /proc/self/mountinfo || why="no cgroup v2"
+	[ -z "$why" ] && return 0
+	if [ "${CI:-}" = true ]; then
+		echo "end-to-end test cannot run: $why (CI=true makes this a failure)" >&2
+		return 1
+	fi
+	echo "# SKIPPING end-to-end test: $why" >&3
+	skip "$why"
+}
+
+cgroup2_root() {
+	awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo
+}
+
+# ml_setup: private cgroup + temp dir; sets CG, CGREL, T
+ml_setup() {
+	require_bpf
+	T=$(mktemp -d /tmp/meshlens-e2e.XXXXXX)
+	CGROOT=$(cgroup2_root)
+	CGREL=meshlens-e2e-$$-${BATS_TEST_NUMBER}
+	CG=$CGROOT/$CGREL
+	mkdir "$CG"
+	DAEMON_PID=""
+	NETNS=()
+}
+
+# Move every process out of a cgroup and remove it.
+remove_cgroup() {
+	local cg=$1 p
+	[ -d "$cg" ] || return 0
+	while read -r p; do
+		[ -n "$p" ] && echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null
+	done <"$cg/cgroup.procs"
+	rmdir "$cg" 2>/dev/null || { sleep 0.2; rmdir "$cg"; }
+}
+
+ml_teardown() {
+	local ns
+	if [ -n "${DAEMON_PID:-}" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+		kill -TERM "$DAEMON_PID" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+	fi
+	for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	[ -n "${CG:-}" ] && remove_cgroup "$CG"
+	[ -n "${T:-}" ] && rm -rf "$T"
+	return 0
+}
+
+# start_daemon [extra args...]: attach to $CG, log to $T/access.log, wait for "ready"
+start_daemon() {
+	"$MESHLENS" -g "$CG" -o "$T/access.log" -m off "$@" 2>"$T/daemon.err" &
+	DAEMON_PID=$!
+	for _ in $(seq 100); do
+		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "daemon did not become ready:" >&2
+	cat "$T/daemon.err" >&2
+	return 1
+}
+
+# stop_daemon: SIGTERM, wait, expect exit 0
+stop_daemon() {
+	kill -TERM "$DAEMON_PID"
+	wait "$DAEMON_PID"
+	local rc=$?
+	DAEMON_PID=""
+	[ "$rc" = 0 ] || { echo "daemon exited $rc" >&2; cat "$T/daemon.err" >&2; return 1; }
+}
+
+# traffic ARGS...: run the traffic tool inside $CG; ground truth -> $T/truth.json
+traffic() {
+	"$MLTRAFFIC" --cgroup "$CG" "$@" >>"$T/truth.json"
+}
+
+# traffic_in_netns NS ARGS...: the traffic tool inside $CG and network
+# namespace NS. `ip netns exec` remounts /sys, hiding the cgroup v2 mount
+# from inside, so the process joins the cgroup before entering the namespace.
+traffic_in_netns() {
+	local ns=$1; shift
+	bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec ip netns exec "$@"' \
+		_ "$CG" "$ns" "$MLTRAFFIC" "$@" >>"$T/truth.json"
+}
+
+# wait_records N: wait (up to 5 s) until the access log has N lines
+wait_records() {
+	local n=$1
+	for _ in $(seq 50); do
+		[ "$(wc -l <"$T/access.log" 2>/dev/null || echo 0)" -ge "$n" ] && return 0
+		sleep 0.1
+	done
+	echo "expected $n records, access log has $(wc -l <"$T/access.log"):" >&2
+	cat "$T/access.log" >&2
+	return 1
+}
+
+# check_conns: every "conn" of the ground truth has exactly one outbound
+# and one inbound record with exact bytes each way; prints mismatches.
+check_conns() {
+	local bad
+	bad=$(jq -n --slurpfile gt "$T/truth.json" --slurpfile log "$T/access.log" '
+	  [ $gt[] | select(.event == "conn") as $c
+	    | ($log | map(select(.src_port == $c.src_port and .dst_port == $c.dst_port
+	                         and .src_addr == $c.src_addr and .dst_addr == $c.dst_addr))) as $r
+	    | ($r | map(select(.direction == "outbound"))) as $out
+	    | ($r | map(select(.direction == "inbound"))) as $in
+	    | select(($r | length) != 2 or ($out | length) != 1 or ($in | length) != 1
+	        or $out[0].sent_bytes != $c.client_sent or $out[0].received_bytes != $c.client_received
+	        or $in[0].sent_bytes != $c.server_sent or $in[0].received_bytes != $c.server_received
+	        or ($r | any(.success != true or .family != $c.family)))
+	    | {truth: $c, records: $r} ]')
+	if [ "$bad" != "[]" ]; then
+		echo "mismatches between ground truth and access log:" >&2
+		echo "$bad" >&2
+		return 1
+	fi
+}
+
+# count_truth EVENT: number of ground-truth lines of that event
+count_truth() {
+	jq -s --arg e "$1" 'map(select(.event == $e)) | length' "$T/truth.json"
+}

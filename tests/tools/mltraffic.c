@@ -1,0 +1,1118 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * mltraffic - TCP traffic generator for the meshlens end-to-end tests.
+ *
+ * Every mode prints JSON lines describing what the read/write/connect calls
+ * actually did; the tests compare meshlens's access log against them, so the
+ * counts printed here are the ground truth and must be exact.
+ *
+ * The tool only ever connects to addresses given on its command line and
+ * never resolves names.  See usage() for the interface.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IO_BUF_SIZE		(256 * 1024)
+#define MAX_BYTES		(1ULL << 40)	/* sanity limit for sizes */
+#define MAX_CONNS		10000000ULL
+#define MAX_MS			86400000ULL	/* one day */
+#define DEFAULT_MAX_SECONDS	30
+
+/* Failure code for "peer closed before the expected byte count arrived". */
+#define ERR_EOF			(-1)
+
+/* Payload source and sink; its contents are irrelevant. */
+static char io_buf[IO_BUF_SIZE];
+
+/*
+ * Long options.  Those before OPT_CGROUP apply to some modes only and are
+ * also bits in mode_desc.allowed.
+ */
+enum {
+	OPT_CLOSE = 256,	/* past any short option character */
+	OPT_HOLD_MS,
+	OPT_INTERVAL_MS,
+	OPT_BASE_BYTES,
+	OPT_TIMEOUT_MS,
+	OPT_COUNT,
+	OPT_BYTES,
+	OPT_CPU,
+	/* global options */
+	OPT_CGROUP,
+	OPT_SYNCNT,
+	OPT_MAX_SECONDS,
+	OPT_QUIET,
+	OPT_HELP,
+};
+
+#define MODE_OPT(o)	(1u << ((o) - OPT_CLOSE))
+
+static struct {
+	const char *cgroup;
+	unsigned int syncnt;		/* 0: leave the kernel default */
+	unsigned int max_seconds;
+	bool quiet;
+	bool close_server;		/* pairs/many: server closes first */
+	uint64_t hold_ms;
+	uint64_t interval_ms;
+	uint64_t base_bytes;
+	uint64_t timeout_ms;		/* connect: 0 means no extra bound */
+	uint64_t count;
+	uint64_t bytes;
+	bool pin;
+	int client_cpu, server_cpu;
+} opt = {
+	.max_seconds = DEFAULT_MAX_SECONDS,
+	.base_bytes = 100,
+	.count = 1,
+	.bytes = 100,
+};
+
+/* The forked server, killed by die() and on timeout. */
+static volatile pid_t server_pid;
+static bool in_server;
+
+static char alarm_msg[64];
+static size_t alarm_msg_len;
+
+struct addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* What one end of a pairs connection did. */
+struct side_result {
+	uint64_t sent;
+	uint64_t received;
+	int err;		/* 0, an errno value, or ERR_EOF */
+	unsigned int peer_port;	/* server only: the client's port */
+	unsigned int rtt_us;	/* client only: tcpi_rtt (smoothed RTT, us) before close */
+};
+
+struct conn_spec {
+	uint64_t c;		/* bytes the client sends */
+	uint64_t s;		/* bytes the server sends back */
+};
+
+static void usage(void)
+{
+	printf(
+"usage: mltraffic [--cgroup DIR] [--syncnt N] [--max-seconds S] [--quiet] MODE ...\n"
+"  pairs ADDR C:S [C:S ...] [--close client|server] [--hold-ms MS] [--interval-ms MS]\n"
+"  many ADDR N [--base-bytes B] [--close ...] [--hold-ms MS] [--interval-ms MS]\n"
+"  connect ADDR PORT [--timeout-ms MS]\n"
+"  serve ADDR PORT [--count N]\n"
+"  send ADDR PORT BYTES\n"
+"  storm ADDR N [--bytes B] [--cpu CLIENT_CPU,SERVER_CPU]\n"
+"ADDR is a numeric IPv4 or IPv6 address (::ffff:a.b.c.d for v4-mapped).\n"
+"Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static void kill_server(void)
+{
+	pid_t pid = server_pid;
+
+	if (pid <= 0)
+		return;
+	server_pid = 0;
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * Harness failure: print "mltraffic: what: strerror(err)" (no strerror when
+ * err is 0), kill the server if this is the parent, exit 1.
+ */
+static void __attribute__((noreturn, format(printf, 2, 3)))
+die(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mltraffic: %s", in_server ? "server: " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (err)
+		fprintf(stderr, ": %s", strerror(err));
+	fputc('\n', stderr);
+	if (!in_server)
+		kill_server();
+	exit(1);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mltraffic: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
+}
+
+static void on_alarm(int sig)
+{
+	ssize_t r;
+
+	(void)sig;
+	r = write(STDERR_FILENO, alarm_msg, alarm_msg_len);
+	(void)r;
+	kill_server();		/* only async-signal-safe calls */
+	_exit(1);
+}
+
+/* Decimal unsigned integer in [min, max], or a usage error. */
+static uint64_t parse_u64(const char *s, uint64_t min, uint64_t max,
+			  const char *what)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		usage_error("bad %s '%s'", what, s);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		usage_error("bad %s '%s' (want %" PRIu64 "..%" PRIu64 ")",
+			    what, s, min, max);
+	return v;
+}
+
+static bool is_v4mapped(const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+	return ss->ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr);
+}
+
+/* Numeric address only: no name resolution, no default address. */
+static void parse_addr(const char *s, unsigned int port, struct addr *a)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		a->len = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		a->len = sizeof(*sin6);
+	} else {
+		usage_error("bad address '%s' (numeric IPv4/IPv6 only)", s);
+	}
+}
+
+/*
+ * Format an address the way meshlens reports it: v4-mapped IPv6 addresses
+ * are family "ipv4" and printed dotted.  Returns the family name.
+ */
+static const char *fmt_addr(const struct sockaddr_storage *ss, char *buf,
+			    unsigned int *port)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &sin->sin_addr, buf, INET6_ADDRSTRLEN);
+		*port = ntohs(sin->sin_port);
+		return "ipv4";
+	}
+	*port = ntohs(sin6->sin6_port);
+	if (is_v4mapped(ss)) {
+		inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf,
+			  INET6_ADDRSTRLEN);
+		return "ipv4";
+	}
+	inet_ntop(AF_INET6, &sin6->sin6_addr, buf, INET6_ADDRSTRLEN);
+	return "ipv6";
+}
+
+static unsigned int addr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static void local_addr(int fd, struct addr *a)
+{
+	a->len = sizeof(a->ss);
+	if (getsockname(fd, (struct sockaddr *)&a->ss, &a->len))
+		die(errno, "getsockname");
+}
+
+static void set_int_opt(int fd, int level, int name, int val, const char *what)
+{
+	if (setsockopt(fd, level, name, &val, sizeof(val)))
+		die(errno, "setsockopt(%s)", what);
+}
+
+/*
+ * A TCP socket for talking to/at @a.  A v4-mapped address needs an AF_INET6
+ * socket with IPV6_V6ONLY off, whatever net.ipv6.bindv6only says.
+ */
+static int new_socket(const struct addr *a, int flags)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+
+	if (fd < 0)
+		die(errno, "socket");
+	if (is_v4mapped(&a->ss))
+		set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
+	return fd;
+}
+
+static int client_socket(const struct addr *dst, bool nodelay)
+{
+	int fd = new_socket(dst, 0);
+
+	if (opt.syncnt)
+		set_int_opt(fd, IPPROTO_TCP, TCP_SYNCNT, opt.syncnt,
+			    "TCP_SYNCNT");
+	if (nodelay)
+		set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	return fd;
+}
+
+static int listen_socket(const struct addr *a, int flags)
+{
+	int fd = new_socket(a, flags);
+
+	/* Lets serve rebind a fixed port with connections in TIME_WAIT. */
+	set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len))
+		die(errno, "bind");
+	if (listen(fd, SOMAXCONN))
+		die(errno, "listen");
+	return fd;
+}
+
+static int accept_conn(int lfd, struct addr *peer)
+{
+	for (;;) {
+		int fd;
+
+		peer->len = sizeof(peer->ss);
+		fd = accept4(lfd, (struct sockaddr *)&peer->ss, &peer->len,
+			     SOCK_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		/* A connection reset while queued is not ours to report. */
+		if (errno != EINTR && errno != ECONNABORTED)
+			die(errno, "accept");
+	}
+}
+
+static void close_fd(int fd)
+{
+	if (close(fd))
+		die(errno, "close");
+}
+
+/* Write @len bytes; returns the bytes written, *err is 0 or an errno. */
+static uint64_t write_n(int fd, uint64_t len, int *err)
+{
+	uint64_t done = 0;
+
+	*err = 0;
+	while (done < len) {
+		size_t chunk = len - done < IO_BUF_SIZE ? len - done
+							: IO_BUF_SIZE;
+		ssize_t n = write(fd, io_buf, chunk);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			*err = errno;
+			break;
+		}
+		done += n;
+	}
+	return done;
+}
+
+/* Read exactly @len bytes; *err is 0, an errno, or ERR_EOF if cut short. */
+static uint64_t read_n(int fd, uint64_t len, int *err)
+{
+	uint64_t done = 0;
+
+	*err = 0;
+	while (done < len) {
+		size_t chunk = len - done < IO_BUF_SIZE ? len - done
+							: IO_BUF_SIZE;
+		ssize_t n = read(fd, io_buf, chunk);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			*err = errno;
+			break;
+		}
+		if (n == 0) {
+			*err = ERR_EOF;
+			break;
+		}
+		done += n;
+	}
+	return done;
+}
+
+/* Read until EOF; returns the bytes read, *err is 0 or an errno. */
+static uint64_t read_eof(int fd, int *err)
+{
+	uint64_t done = 0;
+	ssize_t n;
+
+	*err = 0;
+	for (;;) {
+		n = read(fd, io_buf, IO_BUF_SIZE);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			*err = errno;
+			break;
+		}
+		done += n;
+	}
+	return done;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {
+		.tv_sec = ms / 1000,
+		.tv_nsec = (ms % 1000) * 1000000,
+	};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* The short word for a connection outcome, as in meshlens's "failure". */
+static const char *outcome_word(int err)
+{
+	switch (err) {
+	case 0:
+		return "ok";
+	case ERR_EOF:
+		return "eof";
+	case ECONNREFUSED:
+		return "refused";
+	/* EINPROGRESS: blocking connect cut short by SO_SNDTIMEO */
+	case ETIMEDOUT:
+	case EINPROGRESS:
+		return "timeout";
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+		return "unreachable";
+	case ECONNRESET:
+	case EPIPE:
+		return "reset";
+	default:
+		return "error";
+	}
+}
+
+static void join_cgroup(const char *dir)
+{
+	char path[PATH_MAX], buf[32];
+	int fd, len;
+	ssize_t n;
+
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >=
+	    (int)sizeof(path))
+		die(ENAMETOOLONG, "%s/cgroup.procs", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open %s", path);
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	n = write(fd, buf, len);
+	if (n < 0)
+		die(errno, "write %s", path);
+	if (n != len)
+		die(0, "write %s: short write", path);
+	close_fd(fd);
+}
+
+static void pin_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die(errno, "sched_setaffinity(cpu %d)", cpu);
+}
+
+/*
+ * Fork the server.  Returns 0 in the child, which dies with the parent so
+ * that a killed or timed-out tool never leaves a server behind.
+ */
+static pid_t fork_server(void)
+{
+	pid_t parent = getpid();
+	pid_t pid;
+
+	/* Nothing buffered may be printed twice. */
+	if (fflush(stdout))
+		die(errno, "fflush(stdout)");
+	pid = fork();
+	if (pid < 0)
+		die(errno, "fork");
+	if (pid == 0) {
+		in_server = true;
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+			die(errno, "prctl(PR_SET_PDEATHSIG)");
+		if (getppid() != parent)
+			_exit(1);
+		return 0;
+	}
+	server_pid = pid;
+	return pid;
+}
+
+static void wait_server(void)
+{
+	pid_t pid = server_pid;
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die(errno, "waitpid");
+	server_pid = 0;
+	if (WIFSIGNALED(status))
+		die(0, "server killed by signal %d", WTERMSIG(status));
+	if (WEXITSTATUS(status))
+		die(0, "server exited with status %d", WEXITSTATUS(status));
+}
+
+/* --- pairs / many -------------------------------------------------------- */
+
+static void pairs_server(int lfd, int report_fd, const struct conn_spec *specs,
+			 uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		struct side_result r = { 0 };
+		struct addr peer;
+		int fd = accept_conn(lfd, &peer);
+
+		r.peer_port = addr_port(&peer.ss);
+		r.received = read_n(fd, specs[i].c, &r.err);
+		if (!r.err)
+			r.sent = write_n(fd, specs[i].s, &r.err);
+		if (!r.err) {
+			if (opt.close_server) {
+				sleep_ms(opt.hold_ms);
+			} else {
+				/* Wait for the client's close. */
+				r.received += read_eof(fd, &r.err);
+			}
+		}
+		close_fd(fd);
+		/* Reports are far below PIPE_BUF, so writes are whole. */
+		if (write(report_fd, &r, sizeof(r)) != sizeof(r))
+			die(errno, "write(report pipe)");
+	}
+}
+
+/* The kernel's own smoothed RTT, ground truth for meshlens's srtt_us. */
+static void record_rtt(int fd, struct side_result *r)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (!getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		r->rtt_us = ti.tcpi_rtt;
+}
+
+static void pairs_client_conn(const struct addr *dst,
+			      const struct conn_spec *sp,
+			      struct side_result *r, struct addr *src)
+{
+	int fd = client_socket(dst, false);
+
+	memset(r, 0, sizeof(*r));
+	/* Our own loopback listener must accept; anything else is a bug. */
+	if (connect(fd, (const struct sockaddr *)&dst->ss, dst->len))
+		die(errno, "connect");
+	local_addr(fd, src);
+	r->sent = write_n(fd, sp->c, &r->err);
+	if (!r->err)
+		r->received = read_n(fd, sp->s, &r->err);
+	if (!r->err) {
+		if (opt.close_server) {
+			/* Wait for the server's close. */
+			r->received += read_eof(fd, &r->err);
+		} else {
+			sleep_ms(opt.hold_ms);
+		}
+	}
+	record_rtt(fd, r);
+	close_fd(fd);
+}
+
+static void read_report(int fd, struct side_result *r)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, r, sizeof(*r));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		die(errno, "read(report pipe)");
+	if (n != sizeof(*r))
+		die(0, "server exited before reporting");
+}
+
+/*
+ * Run the connections of @specs one after another, each client and server
+ * closed before the next starts.  Returns the exit status.
+ */
+static int run_pairs(const char *addr_arg, const struct conn_spec *specs,
+		     uint64_t n)
+{
+	int report[2];
+	struct addr listen_addr, dst;
+	bool all_ok = true;
+	int lfd;
+
+	parse_addr(addr_arg, 0, &listen_addr);
+	lfd = listen_socket(&listen_addr, 0);
+	local_addr(lfd, &dst);
+	if (pipe2(report, O_CLOEXEC))
+		die(errno, "pipe2");
+
+	if (fork_server() == 0) {
+		close_fd(report[0]);
+		pairs_server(lfd, report[1], specs, n);
+		exit(0);
+	}
+	close_fd(report[1]);
+	close_fd(lfd);
+
+	for (uint64_t i = 0; i < n; i++) {
+		char src_str[INET6_ADDRSTRLEN], dst_str[INET6_ADDRSTRLEN];
+		unsigned int src_port, dst_port;
+		struct side_result cl, sv;
+		const char *family, *outcome;
+		struct addr src;
+
+		if (i && opt.interval_ms)
+			sleep_ms(opt.interval_ms);
+		pairs_client_conn(&dst, &specs[i], &cl, &src);
+		read_report(report[0], &sv);
+
+		family = fmt_addr(&src.ss, src_str, &src_port);
+		fmt_addr(&dst.ss, dst_str, &dst_port);
+		if (sv.peer_port != src_port)
+			die(0, "server accepted port %u, client is port %u",
+			    sv.peer_port, src_port);
+
+		if (cl.err)
+			outcome = outcome_word(cl.err);
+		else if (sv.err)
+			outcome = outcome_word(sv.err);
+		else if (cl.sent != specs[i].c || sv.received != specs[i].c ||
+			 sv.sent != specs[i].s || cl.received != specs[i].s)
+			outcome = "mismatch";
+		else
+			outcome = "ok";
+		if (strcmp(outcome, "ok"))
+			all_ok = false;
+
+		if (!opt.quiet)
+			printf("{\"event\":\"conn\",\"family\":\"%s\","
+			       "\"src_addr\":\"%s\",\"src_port\":%u,"
+			       "\"dst_addr\":\"%s\",\"dst_port\":%u,"
+			       "\"client_sent\":%" PRIu64 ","
+			       "\"client_received\":%" PRIu64 ","
+			       "\"server_sent\":%" PRIu64 ","
+			       "\"server_received\":%" PRIu64 ","
+			       "\"client_rtt_us\":%u,"
+			       "\"outcome\":\"%s\"}\n",
+			       family, src_str, src_port, dst_str, dst_port,
+			       cl.sent, cl.received, sv.sent, sv.received,
+			       cl.rtt_us, outcome);
+	}
+	close_fd(report[0]);
+	wait_server();
+	return all_ok ? 0 : 1;
+}
+
+static void parse_spec(const char *arg, struct conn_spec *sp)
+{
+	char buf[64];
+	char *colon;
+
+	if (strlen(arg) >= sizeof(buf))
+		usage_error("bad spec '%s' (want C:S)", arg);
+	strcpy(buf, arg);
+	colon = strchr(buf, ':');
+	if (!colon)
+		usage_error("bad spec '%s' (want C:S)", arg);
+	*colon = '\0';
+	sp->c = parse_u64(buf, 0, MAX_BYTES, "client byte count");
+	sp->s = parse_u64(colon + 1, 0, MAX_BYTES, "server byte count");
+}
+
+static struct conn_spec *alloc_specs(uint64_t n)
+{
+	struct conn_spec *specs = calloc(n, sizeof(*specs));
+
+	if (!specs)
+		die(errno, "calloc");
+	return specs;
+}
+
+static int mode_pairs(int argc, char **argv)
+{
+	struct conn_spec *specs;
+	int ret;
+
+	if (argc < 2)
+		usage_error("pairs needs ADDR and at least one C:S");
+	specs = alloc_specs(argc - 1);
+	for (int i = 1; i < argc; i++)
+		parse_spec(argv[i], &specs[i - 1]);
+	ret = run_pairs(argv[0], specs, argc - 1);
+	free(specs);
+	return ret;
+}
+
+static int mode_many(int argc, char **argv)
+{
+	struct conn_spec *specs;
+	uint64_t n, b = opt.base_bytes;
+	int ret;
+
+	if (argc != 2)
+		usage_error("many needs ADDR N");
+	n = parse_u64(argv[1], 1, MAX_CONNS, "connection count");
+	specs = alloc_specs(n);
+	for (uint64_t i = 0; i < n; i++) {
+		specs[i].c = b + i;
+		specs[i].s = 2 * b + 3 * i;
+	}
+	ret = run_pairs(argv[0], specs, n);
+	free(specs);
+	return ret;
+}
+
+/* --- connect ------------------------------------------------------------- */
+
+static int mode_connect(int argc, char **argv)
+{
+	char dst_str[INET6_ADDRSTRLEN];
+	unsigned int dst_port;
+	const char *family;
+	struct addr dst, src;
+	int fd, err = 0;
+
+	if (argc != 2)
+		usage_error("connect needs ADDR PORT");
+	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), &dst);
+
+	fd = client_socket(&dst, false);
+	if (opt.timeout_ms) {
+		struct timeval tv = {
+			.tv_sec = opt.timeout_ms / 1000,
+			.tv_usec = (opt.timeout_ms % 1000) * 1000,
+		};
+
+		/* Bounds a blocking connect; expiry gives EINPROGRESS. */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+			die(errno, "setsockopt(SO_SNDTIMEO)");
+	}
+	if (connect(fd, (const struct sockaddr *)&dst.ss, dst.len))
+		err = errno;
+	/* Port 0 when the attempt failed before or after binding one. */
+	local_addr(fd, &src);
+	close_fd(fd);
+
+	family = fmt_addr(&dst.ss, dst_str, &dst_port);
+	if (!opt.quiet)
+		printf("{\"event\":\"connect\",\"family\":\"%s\","
+		       "\"dst_addr\":\"%s\",\"dst_port\":%u,\"src_port\":%u,"
+		       "\"outcome\":\"%s\",\"errno\":%d}\n",
+		       family, dst_str, dst_port, addr_port(&src.ss),
+		       outcome_word(err), err);
+	return 0;
+}
+
+/* --- serve / send -------------------------------------------------------- */
+
+static int mode_serve(int argc, char **argv)
+{
+	char str[INET6_ADDRSTRLEN];
+	struct addr a;
+	unsigned int port;
+	const char *family;
+	bool all_ok = true;
+	int lfd;
+
+	if (argc != 2)
+		usage_error("serve needs ADDR PORT");
+	parse_addr(argv[0], parse_u64(argv[1], 0, 65535, "port"), &a);
+	lfd = listen_socket(&a, 0);
+
+	/* Readiness signal (and the port, if 0 was asked for); never quiet. */
+	local_addr(lfd, &a);
+	family = fmt_addr(&a.ss, str, &port);
+	printf("{\"event\":\"listening\",\"family\":\"%s\",\"addr\":\"%s\","
+	       "\"port\":%u}\n", family, str, port);
+	if (fflush(stdout))
+		die(errno, "fflush(stdout)");
+
+	for (uint64_t i = 0; i < opt.count; i++) {
+		struct addr peer;
+		uint64_t received;
+		int fd, err;
+
+		fd = accept_conn(lfd, &peer);
+		received = read_eof(fd, &err);
+		close_fd(fd);
+		if (err)
+			all_ok = false;
+		fmt_addr(&peer.ss, str, &port);
+		if (!opt.quiet)
+			printf("{\"event\":\"served\",\"src_addr\":\"%s\","
+			       "\"src_port\":%u,\"received\":%" PRIu64 ","
+			       "\"outcome\":\"%s\",\"errno\":%d}\n",
+			       str, port, received, outcome_word(err), err);
+	}
+	close_fd(lfd);
+	return all_ok ? 0 : 1;
+}
+
+static int mode_send(int argc, char **argv)
+{
+	uint64_t bytes, sent = 0, received = 0;
+	struct addr dst, src;
+	int fd, err = 0;
+
+	if (argc != 3)
+		usage_error("send needs ADDR PORT BYTES");
+	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), &dst);
+	bytes = parse_u64(argv[2], 0, MAX_BYTES, "byte count");
+
+	fd = client_socket(&dst, false);
+	if (connect(fd, (const struct sockaddr *)&dst.ss, dst.len))
+		err = errno;
+	local_addr(fd, &src);
+	if (!err)
+		sent = write_n(fd, bytes, &err);
+	if (!err && shutdown(fd, SHUT_WR))
+		err = errno;
+	if (!err)
+		received = read_eof(fd, &err);
+	close_fd(fd);
+
+	if (!opt.quiet)
+		printf("{\"event\":\"sent\",\"src_port\":%u,"
+		       "\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ","
+		       "\"outcome\":\"%s\",\"errno\":%d}\n",
+		       addr_port(&src.ss), sent, received, outcome_word(err),
+		       err);
+	return err ? 1 : 0;
+}
+
+/* --- storm --------------------------------------------------------------- */
+
+/*
+ * Echo @bytes on every connection until the parent closes @ctl_fd.  The
+ * listener is non-blocking so that poll() is only paid when idle.  Failures
+ * on a connection are seen by the client (it gets fewer bytes back), so they
+ * are not counted here.
+ */
+static void storm_server(int lfd, int ctl_fd, uint64_t bytes)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = lfd, .events = POLLIN },
+		{ .fd = ctl_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		/* accept4() does not inherit O_NONBLOCK: fd is blocking. */
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		int err;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				die(errno, "accept");
+			if (poll(pfd, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				die(errno, "poll");
+			}
+			/* Parent done (pipe hung up) and nothing queued. */
+			if (!(pfd[0].revents & POLLIN) && pfd[1].revents)
+				return;
+			continue;
+		}
+		/* TCP_NODELAY is inherited from the listener. */
+		if (read_n(fd, bytes, &err) == bytes && !err &&
+		    write_n(fd, bytes, &err) == bytes && !err)
+			read_eof(fd, &err);
+		close_fd(fd);
+	}
+}
+
+static void parse_cpus(const char *arg)
+{
+	char buf[32];
+	char *comma;
+
+	if (strlen(arg) >= sizeof(buf))
+		usage_error("bad --cpu '%s' (want CLIENT_CPU,SERVER_CPU)", arg);
+	strcpy(buf, arg);
+	comma = strchr(buf, ',');
+	if (!comma)
+		usage_error("bad --cpu '%s' (want CLIENT_CPU,SERVER_CPU)", arg);
+	*comma = '\0';
+	opt.client_cpu = parse_u64(buf, 0, CPU_SETSIZE - 1, "client cpu");
+	opt.server_cpu = parse_u64(comma + 1, 0, CPU_SETSIZE - 1, "server cpu");
+	opt.pin = true;
+}
+
+static int mode_storm(int argc, char **argv)
+{
+	struct timespec t0, t1;
+	struct addr listen_addr, dst;
+	uint64_t n, errors = 0;
+	double secs;
+	int ctl[2];
+	int lfd;
+
+	if (argc != 2)
+		usage_error("storm needs ADDR N");
+	parse_addr(argv[0], 0, &listen_addr);
+	n = parse_u64(argv[1], 1, MAX_CONNS, "connection count");
+
+	lfd = listen_socket(&listen_addr, SOCK_NONBLOCK);
+	set_int_opt(lfd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	local_addr(lfd, &dst);
+	if (pipe2(ctl, O_CLOEXEC))
+		die(errno, "pipe2");
+
+	if (fork_server() == 0) {
+		close_fd(ctl[1]);
+		if (opt.pin)
+			pin_cpu(opt.server_cpu);
+		storm_server(lfd, ctl[0], opt.bytes);
+		exit(0);
+	}
+	close_fd(ctl[0]);
+	close_fd(lfd);
+	if (opt.pin)
+		pin_cpu(opt.client_cpu);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint64_t i = 0; i < n; i++) {
+		int fd = client_socket(&dst, true);
+		int err;
+
+		if (connect(fd, (const struct sockaddr *)&dst.ss, dst.len) ||
+		    write_n(fd, opt.bytes, &err) != opt.bytes || err ||
+		    read_n(fd, opt.bytes, &err) != opt.bytes || err)
+			errors++;
+		close_fd(fd);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+
+	close_fd(ctl[1]);
+	wait_server();
+
+	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	printf("{\"event\":\"storm\",\"conns\":%" PRIu64 ",\"seconds\":%.6f,"
+	       "\"conns_per_sec\":%.1f,\"errors\":%" PRIu64 "}\n",
+	       n, secs, (n - errors) / secs, errors);
+	return errors ? 1 : 0;
+}
+
+/* --- main ---------------------------------------------------------------- */
+
+static const struct mode_desc {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	unsigned int allowed;	/* MODE_OPT() bits of accepted options */
+} modes[] = {
+	{ "pairs", mode_pairs,
+	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
+	  MODE_OPT(OPT_INTERVAL_MS) },
+	{ "many", mode_many,
+	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
+	  MODE_OPT(OPT_INTERVAL_MS) | MODE_OPT(OPT_BASE_BYTES) },
+	{ "connect", mode_connect, MODE_OPT(OPT_TIMEOUT_MS) },
+	{ "serve", mode_serve, MODE_OPT(OPT_COUNT) },
+	{ "send", mode_send, 0 },
+	{ "storm", mode_storm, MODE_OPT(OPT_BYTES) | MODE_OPT(OPT_CPU) },
+};
+
+static const struct option long_opts[] = {
+	{ "cgroup",	 required_argument, NULL, OPT_CGROUP },
+	{ "syncnt",	 required_argument, NULL, OPT_SYNCNT },
+	{ "max-seconds", required_argument, NULL, OPT_MAX_SECONDS },
+	{ "quiet",	 no_argument,	    NULL, OPT_QUIET },
+	{ "help",	 no_argument,	    NULL, OPT_HELP },
+	{ "close",	 required_argument, NULL, OPT_CLOSE },
+	{ "hold-ms",	 required_argument, NULL, OPT_HOLD_MS },
+	{ "interval-ms", required_argument, NULL, OPT_INTERVAL_MS },
+	{ "base-bytes",	 required_argument, NULL, OPT_BASE_BYTES },
+	{ "timeout-ms",	 required_argument, NULL, OPT_TIMEOUT_MS },
+	{ "count",	 required_argument, NULL, OPT_COUNT },
+	{ "bytes",	 required_argument, NULL, OPT_BYTES },
+	{ "cpu",	 required_argument, NULL, OPT_CPU },
+	{ 0 }
+};
+
+/*
+ * Options may appear anywhere (GNU permutation), so "pairs ADDR 1:2
+ * --close server" works; returns the MODE_OPT() bits of mode options seen.
+ */
+static unsigned int parse_options(int argc, char **argv)
+{
+	unsigned int seen = 0;
+	int c;
+
+	opterr = 0;	/* we print our own single-line errors */
+	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+		if (c >= OPT_CLOSE && c < OPT_CGROUP)
+			seen |= MODE_OPT(c);
+		switch (c) {
+		case OPT_CGROUP:
+			opt.cgroup = optarg;
+			break;
+		case OPT_SYNCNT:
+			/* the kernel caps TCP_SYNCNT at 127 */
+			opt.syncnt = parse_u64(optarg, 1, 127, "--syncnt");
+			break;
+		case OPT_MAX_SECONDS:
+			opt.max_seconds = parse_u64(optarg, 1, 86400,
+						    "--max-seconds");
+			break;
+		case OPT_QUIET:
+			opt.quiet = true;
+			break;
+		case OPT_HELP:
+			usage();
+			exit(0);
+		case OPT_CLOSE:
+			if (!strcmp(optarg, "server"))
+				opt.close_server = true;
+			else if (!strcmp(optarg, "client"))
+				opt.close_server = false;
+			else
+				usage_error("bad --close '%s' (want client or server)",
+					    optarg);
+			break;
+		case OPT_HOLD_MS:
+			opt.hold_ms = parse_u64(optarg, 0, MAX_MS, "--hold-ms");
+			break;
+		case OPT_INTERVAL_MS:
+			opt.interval_ms = parse_u64(optarg, 0, MAX_MS,
+						    "--interval-ms");
+			break;
+		case OPT_BASE_BYTES:
+			opt.base_bytes = parse_u64(optarg, 0, MAX_BYTES,
+						   "--base-bytes");
+			break;
+		case OPT_TIMEOUT_MS:
+			opt.timeout_ms = parse_u64(optarg, 1, MAX_MS,
+						   "--timeout-ms");
+			break;
+		case OPT_COUNT:
+			opt.count = parse_u64(optarg, 1, MAX_CONNS, "--count");
+			break;
+		case OPT_BYTES:
+			opt.bytes = parse_u64(optarg, 0, MAX_BYTES, "--bytes");
+			break;
+		case OPT_CPU:
+			parse_cpus(optarg);
+			break;
+		case ':':
+			usage_error("option '%s' needs an argument",
+				    argv[optind - 1]);
+		default:
+			if (optopt)	/* a short option, maybe in a bundle */
+				usage_error("unknown option '-%c'", optopt);
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	return seen;
+}
+
+int main(int argc, char **argv)
+{
+	const struct mode_desc *mode = NULL;
+	struct sigaction sa = { .sa_handler = on_alarm };
+	unsigned int seen;
+	int ret;
+
+	seen = parse_options(argc, argv);
+	if (optind >= argc)
+		usage_error("missing MODE");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(argv[optind], modes[i].name))
+			mode = &modes[i];
+	if (!mode)
+		usage_error("unknown mode '%s'", argv[optind]);
+	if (seen & ~mode->allowed) {
+		for (const struct option *o = long_opts; o->name; o++)
+			if (o->val < OPT_CGROUP &&
+			    (seen & ~mode->allowed & MODE_OPT(o->val)))
+				usage_error("--%s does not apply to %s",
+					    o->name, mode->name);
+	}
+
+	/* Lines go out whole as soon as they are known (tests tail them). */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A dead peer must show up as EPIPE, not kill the tool. */
+	signal(SIGPIPE, SIG_IGN);
+	alarm_msg_len = snprintf(alarm_msg, sizeof(alarm_msg),
+				 "mltraffic: timed out after %u s\n",
+				 opt.max_seconds);
+	if (sigaction(SIGALRM, &sa, NULL))
+		die(errno, "sigaction");
+	alarm(opt.max_seconds);
+
+	if (opt.cgroup)
+		join_cgroup(opt.cgroup);
+
+	ret = mode->run(argc - optind - 1, argv + optind + 1);
+	if (fflush(stdout) || ferror(stdout))
+		die(errno, "write(stdout)");
+	return ret;
+}

@@ -1,0 +1,1164 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Unit tests of accesslog/: record -> JSON line, and the batching sinks.
+ * Expected values come from independent references where one exists
+ * (gmtime_r, inet_ntop, cJSON), never from the code under test.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "accesslog/accesslog.h"
+
+/* Not in accesslog.h yet (see accesslog.c): the JSON string escaper. */
+int accesslog_json_string(const char *s, size_t n, char *buf, size_t len);
+
+#define NS 1000000000ULL
+#define BIG 4096
+#define CANARY 0xa5
+
+static const char *const state_names[] = {
+	"UNKNOWN",    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
+	"FIN_WAIT2",  "TIME_WAIT",   "CLOSE",    "CLOSE_WAIT", "LAST_ACK",
+	"LISTEN",     "CLOSING",     "NEW_SYN_RECV", "UNKNOWN",
+};
+
+static const char *const failure_names[] = {
+	"unknown", "refused", "timeout", "reset", "unreachable", "aborted", "error", "unknown",
+};
+
+/* ---- helpers ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static void set_v4(uint8_t a[ML_ADDR_LEN], const char *text)
+{
+	memset(a, 0, ML_ADDR_LEN);
+	a[10] = a[11] = 0xff;
+	assert_int_equal(inet_pton(AF_INET, text, a + 12), 1);
+}
+
+static void set_v6(uint8_t a[ML_ADDR_LEN], const char *text)
+{
+	assert_int_equal(inet_pton(AF_INET6, text, a), 1);
+}
+
+/* Reference formatters: glibc, independent of the code under test. */
+static void ref_time(uint64_t ns, char *out, size_t len)
+{
+	time_t secs = ns / NS;
+	struct tm tm;
+
+	assert_non_null(gmtime_r(&secs, &tm));
+	snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (unsigned int)(ns % NS / 1000));
+}
+
+static void ref_addr(const uint8_t a[ML_ADDR_LEN], char *out, size_t len)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (!memcmp(a, mapped, 12))
+		assert_non_null(inet_ntop(AF_INET, a + 12, out, len));
+	else
+		assert_non_null(inet_ntop(AF_INET6, a, out, len));
+}
+
+static const struct accesslog_clock clk2026 = {
+	/* mono 1000 s is 2026-11-21T22:15:01Z */
+	.mono_to_real_ns = (1795299301LL - 1000) * (int64_t)NS,
+};
+
+static struct tcp_probe_info outbound_v4(void)
+{
+	struct tcp_probe_info r = {
+		.start_ns = 1000 * NS + 123456789,
+		.close_ns = 1002 * NS + 623457789,
+		.duration = 2500001000ULL,
+		.sent_bytes = 1234,
+		.received_bytes = 5678,
+		.sock_cookie = 4242,
+		.cgroup_id = 77,
+		.srtt_us = 150,
+		.rtt_min = 90,
+		.mss_cache = 1448,
+		.total_retrans = 3,
+		.segs_in = 10,
+		.segs_out = 12,
+		.lost_out = 1,
+		.src_port = 40000,
+		.dst_port = 8080,
+		.family = AF_INET,
+		.type = ML_REC_CONN_CLOSE,
+		.direction = ML_DIR_OUTBOUND,
+		.state = 6,
+		.protocol = 6,
+		.conn_success = 1,
+	};
+
+	set_v4(r.src_addr, "10.0.0.1");
+	set_v4(r.dst_addr, "10.0.0.2");
+	return r;
+}
+
+struct want {
+	const char *time, *start_time, *direction, *src_addr, *dst_addr, *family;
+	const char *failure; /* NULL: the key must be absent */
+	const char *state;
+};
+
+static void want_str(const cJSON *o, const char *key, const char *val)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	assert_true(cJSON_IsString(item));
+	assert_string_equal(item->valuestring, val);
+}
+
+static void want_num(const cJSON *o, const char *key, uint64_t val)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	/* values here stay below 2^53, where a double is exact */
+	assert_true(val < (1ULL << 53));
+	assert_true(cJSON_IsNumber(item));
+	assert_true(item->valuedouble == (double)val);
+}
+
+/* Parse one line with cJSON and check every key, in order, and its value. */
+static void check_line(const char *line, int n, const struct tcp_probe_info *r,
+		       const struct want *w)
+{
+	const char *keys[] = {
+		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
+		"dst_addr", "dst_port", "family", "success", "failure", "sent_bytes",
+		"received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
+		"segs_out", "lost", "state", "sock_cookie", NULL,
+	};
+	const char *end = NULL;
+	const cJSON *item;
+	cJSON *o;
+	int i = 0;
+
+	assert_true(n > 2);
+	assert_int_equal(strlen(line), n);
+	assert_int_equal(line[n - 1], '\n');
+	assert_null(memchr(line, '\n', n - 1));
+	o = cJSON_ParseWithOpts(line, &end, 1);
+	assert_non_null(o);
+	assert_true(cJSON_IsObject(o));
+
+	cJSON_ArrayForEach(item, o) {
+		if (!w->failure && !strcmp(keys[i], "failure"))
+			i++;
+		assert_non_null(keys[i]);
+		assert_string_equal(item->string, keys[i]);
+		i++;
+	}
+	assert_null(keys[i]);
+
+	want_str(o, "time", w->time);
+	want_str(o, "start_time", w->start_time);
+	want_num(o, "duration_ns", r->duration);
+	want_str(o, "direction", w->direction);
+	want_str(o, "src_addr", w->src_addr);
+	want_num(o, "src_port", r->src_port);
+	want_str(o, "dst_addr", w->dst_addr);
+	want_num(o, "dst_port", r->dst_port);
+	want_str(o, "family", w->family);
+	item = cJSON_GetObjectItemCaseSensitive(o, "success");
+	assert_true(r->conn_success ? cJSON_IsTrue(item) : cJSON_IsFalse(item));
+	if (w->failure)
+		want_str(o, "failure", w->failure);
+	want_num(o, "sent_bytes", r->sent_bytes);
+	want_num(o, "received_bytes", r->received_bytes);
+	want_num(o, "srtt_us", r->srtt_us);
+	want_num(o, "min_rtt_us", r->rtt_min);
+	want_num(o, "mss", r->mss_cache);
+	want_num(o, "retransmits", r->total_retrans);
+	want_num(o, "segs_in", r->segs_in);
+	want_num(o, "segs_out", r->segs_out);
+	want_num(o, "lost", r->lost_out);
+	want_str(o, "state", w->state);
+	want_num(o, "sock_cookie", r->sock_cookie);
+	cJSON_Delete(o);
+}
+
+/* ---- record -> line ---- */
+
+static void test_outbound_v4(void **state)
+{
+	static const char expect[] =
+		"{\"time\":\"2026-11-21T22:15:03.623457Z\","
+		"\"start_time\":\"2026-11-21T22:15:01.123456Z\",\"duration_ns\":2500001000,"
+		"\"direction\":\"outbound\",\"src_addr\":\"10.0.0.1\",\"src_port\":40000,"
+		"\"dst_addr\":\"10.0.0.2\",\"dst_port\":8080,\"family\":\"ipv4\",\"success\":true,"
+		"\"sent_bytes\":1234,\"received_bytes\":5678,\"srtt_us\":150,\"min_rtt_us\":90,"
+		"\"mss\":1448,\"retransmits\":3,\"segs_in\":10,\"segs_out\":12,\"lost\":1,"
+		"\"state\":\"TIME_WAIT\",\"sock_cookie\":4242}\n";
+	struct tcp_probe_info r = outbound_v4();
+	struct want w = {
+		.time = "2026-11-21T22:15:03.623457Z",
+		.start_time = "2026-11-21T22:15:01.123456Z",
+		.direction = "outbound",
+		.src_addr = "10.0.0.1",
+		.dst_addr = "10.0.0.2",
+		.family = "ipv4",
+		.state = "TIME_WAIT",
+	};
+	char buf[BIG];
+	int n;
+
+	(void)state;
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	assert_int_equal(n, sizeof(expect) - 1);
+	assert_string_equal(buf, expect);
+	check_line(buf, n, &r, &w);
+}
+
+static void test_inbound_v6(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	struct want w = {
+		.time = "2026-11-21T22:15:03.623457Z",
+		.start_time = "2026-11-21T22:15:01.123456Z",
+		.direction = "inbound",
+		.src_addr = "fd00::7",
+		.dst_addr = "2001:db8::1:0:0:1",
+		.family = "ipv6",
+		.state = "CLOSE_WAIT",
+	};
+	char buf[BIG];
+	int n;
+
+	(void)state;
+	r.family = AF_INET6;
+	r.direction = ML_DIR_INBOUND;
+	r.state = 8;
+	set_v6(r.src_addr, "fd00:0:0:0:0:0:0:7");
+	set_v6(r.dst_addr, "2001:DB8:0:0:1:0:0:1");
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	check_line(buf, n, &r, &w);
+}
+
+static void test_v4mapped_on_inet6_socket(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	struct want w = {
+		.time = "2026-11-21T22:15:03.623457Z",
+		.start_time = "2026-11-21T22:15:01.123456Z",
+		.direction = "outbound",
+		.src_addr = "192.0.2.10",
+		.dst_addr = "198.51.100.255",
+		.family = "ipv4",
+		.state = "TIME_WAIT",
+	};
+	char buf[BIG];
+	int n;
+
+	(void)state;
+	r.family = AF_INET6;
+	set_v6(r.src_addr, "::ffff:192.0.2.10");
+	set_v6(r.dst_addr, "::ffff:198.51.100.255");
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	check_line(buf, n, &r, &w);
+	assert_string_equal(accesslog_family_name(&r), "ipv4");
+
+	/* a failed connect may not have a client address yet */
+	memset(r.src_addr, 0, ML_ADDR_LEN);
+	assert_string_equal(accesslog_family_name(&r), "ipv4");
+	set_v6(r.dst_addr, "::1");
+	assert_string_equal(accesslog_family_name(&r), "ipv6");
+	r.family = AF_INET;
+	assert_string_equal(accesslog_family_name(&r), "ipv4");
+}
+
+static void test_failed_record(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	struct want w = {
+		.time = "2026-11-21T22:15:03.623457Z",
+		.start_time = "2026-11-21T22:15:01.123456Z",
+		.direction = "outbound",
+		.src_addr = "10.0.0.1",
+		.dst_addr = "10.0.0.2",
+		.family = "ipv4",
+		.state = "SYN_SENT",
+	};
+	char buf[BIG];
+	unsigned int f;
+	int n;
+
+	(void)state;
+	r.type = ML_REC_CONN_FAILED;
+	r.conn_success = 0;
+	r.state = 2;
+	r.sent_bytes = r.received_bytes = 0;
+	for (f = 0; f < 8; f++) {
+		r.failure = f;
+		w.failure = failure_names[f];
+		n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+		check_line(buf, n, &r, &w);
+	}
+	r.failure = ML_FAIL_REFUSED;
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	assert_non_null(strstr(buf, ",\"success\":false,\"failure\":\"refused\",\"sent_bytes\":0,"));
+
+	/* success: no failure key, whatever the field holds */
+	r.conn_success = 1;
+	w.failure = NULL;
+	w.state = "SYN_SENT";
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	check_line(buf, n, &r, &w);
+	assert_null(strstr(buf, "failure"));
+}
+
+static void test_names(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	char buf[BIG];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 14; i++)
+		assert_string_equal(accesslog_state_name(i), state_names[i]);
+	assert_string_equal(accesslog_state_name(255), "UNKNOWN");
+	assert_string_equal(accesslog_state_name(~0u), "UNKNOWN");
+	for (i = 0; i < 8; i++)
+		assert_string_equal(accesslog_failure_name(i), failure_names[i]);
+	assert_string_equal(accesslog_failure_name(~0u), "unknown");
+
+	r.state = 12;
+	accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	assert_non_null(strstr(buf, ",\"state\":\"NEW_SYN_RECV\","));
+	r.state = 0;
+	r.direction = 0;
+	accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	assert_non_null(strstr(buf, ",\"state\":\"UNKNOWN\","));
+	assert_non_null(strstr(buf, ",\"direction\":\"unknown\","));
+}
+
+/* The longest record there is: every number at its maximum. */
+static struct tcp_probe_info widest(void)
+{
+	struct tcp_probe_info r;
+
+	memset(&r, 0xff, sizeof(r));
+	r.family = AF_INET6;
+	r.direction = ML_DIR_OUTBOUND;
+	r.state = 12;
+	r.conn_success = 0;
+	r.failure = ML_FAIL_UNREACHABLE;
+	return r;
+}
+
+static void test_number_limits(void **state)
+{
+	static const struct accesslog_clock zero = { 0 };
+	static const struct accesslog_clock neg = { -10 }, pos = { 10 };
+	struct tcp_probe_info r = widest();
+	char buf[BIG];
+	int n;
+
+	(void)state;
+	n = accesslog_format(&r, &zero, buf, sizeof(buf));
+	assert_true(n > 0 && n < ACCESSLOG_LINE_MAX);
+	assert_string_equal(buf,
+		"{\"time\":\"2554-07-21T23:34:33.709551Z\","
+		"\"start_time\":\"2554-07-21T23:34:33.709551Z\","
+		"\"duration_ns\":18446744073709551615,\"direction\":\"outbound\","
+		"\"src_addr\":\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\",\"src_port\":65535,"
+		"\"dst_addr\":\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\",\"dst_port\":65535,"
+		"\"family\":\"ipv6\",\"success\":false,\"failure\":\"unreachable\","
+		"\"sent_bytes\":18446744073709551615,\"received_bytes\":18446744073709551615,"
+		"\"srtt_us\":4294967295,\"min_rtt_us\":4294967295,\"mss\":4294967295,"
+		"\"retransmits\":4294967295,\"segs_in\":4294967295,\"segs_out\":4294967295,"
+		"\"lost\":4294967295,\"state\":\"NEW_SYN_RECV\","
+		"\"sock_cookie\":18446744073709551615}\n");
+	cJSON_Delete(cJSON_Parse(buf)); /* parses at all */
+
+	memset(&r, 0, sizeof(r));
+	n = accesslog_format(&r, &zero, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_string_equal(buf,
+		"{\"time\":\"1970-01-01T00:00:00.000000Z\","
+		"\"start_time\":\"1970-01-01T00:00:00.000000Z\",\"duration_ns\":0,"
+		"\"direction\":\"unknown\",\"src_addr\":\"::\",\"src_port\":0,"
+		"\"dst_addr\":\"::\",\"dst_port\":0,\"family\":\"ipv6\",\"success\":false,"
+		"\"failure\":\"unknown\",\"sent_bytes\":0,\"received_bytes\":0,\"srtt_us\":0,"
+		"\"min_rtt_us\":0,\"mss\":0,\"retransmits\":0,\"segs_in\":0,\"segs_out\":0,"
+		"\"lost\":0,\"state\":\"UNKNOWN\",\"sock_cookie\":0}\n");
+
+	/* the clock offset clamps instead of wrapping around */
+	r.close_ns = 5;
+	r.start_ns = UINT64_MAX - 5;
+	accesslog_format(&r, &neg, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "{\"time\":\"1970-01-01T00:00:00.000000Z\","));
+	accesslog_format(&r, &pos, buf, sizeof(buf));
+	assert_non_null(strstr(buf, ",\"start_time\":\"2554-07-21T23:34:33.709551Z\","));
+}
+
+/* ---- time ---- */
+
+static void test_time_vectors(void **state)
+{
+	static const struct {
+		uint64_t ns;
+		const char *text;
+	} v[] = {
+		{ 0, "1970-01-01T00:00:00.000000Z" },
+		{ 999, "1970-01-01T00:00:00.000000Z" },
+		{ 1999, "1970-01-01T00:00:00.000001Z" },
+		{ 999999999, "1970-01-01T00:00:00.999999Z" },
+		{ 86399 * NS + 999999999, "1970-01-01T23:59:59.999999Z" },
+		{ 94694399 * NS, "1972-12-31T23:59:59.000000Z" },
+		{ 951782400 * NS, "2000-02-29T00:00:00.000000Z" },
+		{ 1709210096 * NS + 789012999, "2024-02-29T12:34:56.789012Z" },
+		{ 1709251200 * NS, "2024-03-01T00:00:00.000000Z" },
+		{ 1735689599 * NS + 500000, "2024-12-31T23:59:59.000500Z" },
+		{ 1795299301 * NS + 123456000, "2026-11-21T22:15:01.123456Z" },
+		{ (4107542400 - 86400) * NS, "2100-02-28T00:00:00.000000Z" },
+		{ 4107542400 * NS, "2100-03-01T00:00:00.000000Z" },
+		{ UINT64_MAX, "2554-07-21T23:34:33.709551Z" },
+	};
+	char buf[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		assert_int_equal(accesslog_format_time(v[i].ns, buf, sizeof(buf)), 27);
+		assert_string_equal(buf, v[i].text);
+	}
+}
+
+static void test_time_matches_gmtime(void **state)
+{
+	char buf[64], ref[64];
+	uint64_t ns, day;
+	int i;
+
+	(void)state;
+	/* every day up to the end of u64, at a time of day that moves */
+	for (day = 0; day * 86400 * NS < UINT64_MAX - 86400 * NS; day++) {
+		ns = (day * 86400 + day % 86400) * NS + day * 7919 % NS;
+		ref_time(ns, ref, sizeof(ref));
+		assert_int_equal(accesslog_format_time(ns, buf, sizeof(buf)), 27);
+		assert_string_equal(buf, ref);
+	}
+	for (i = 0; i < 100000; i++) {
+		ns = rnd();
+		ref_time(ns, ref, sizeof(ref));
+		accesslog_format_time(ns, buf, sizeof(buf));
+		assert_string_equal(buf, ref);
+	}
+}
+
+static void test_clock_sync(void **state)
+{
+	struct accesslog_clock clk = { .mono_to_real_ns = 0x5a5a5a5a5a5a5a5a };
+	struct timespec m0, real, m1;
+	int64_t mono, diff;
+
+	(void)state;
+	accesslog_clock_sync(&clk);
+	clock_gettime(CLOCK_MONOTONIC, &m0);
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &m1);
+	mono = (m0.tv_sec + m1.tv_sec) * (int64_t)NS / 2 + (m0.tv_nsec + m1.tv_nsec) / 2;
+	diff = real.tv_sec * (int64_t)NS + real.tv_nsec - (mono + clk.mono_to_real_ns);
+	assert_true(diff > -1000000 && diff < 1000000);
+}
+
+/* ---- addresses ---- */
+
+static void test_addr_vectors(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} v6[] = {
+		{ "::", "::" },
+		{ "::1", "::1" },
+		{ "1::", "1::" },
+		{ "2001:db8:0:0:0:0:0:1", "2001:db8::1" },
+		{ "2001:0db8:0:0:1:0:0:1", "2001:db8::1:0:0:1" },
+		{ "2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1" },
+		{ "2001:0:0:1:0:0:0:1", "2001:0:0:1::1" },
+		{ "1:0:0:2:0:0:3:4", "1::2:0:0:3:4" },
+		{ "0:0:1:0:0:0:0:0", "0:0:1::" },
+		{ "2001:DB8::ABCD:12", "2001:db8::abcd:12" },
+		{ "fe80::1:2", "fe80::1:2" },
+		{ "::1.2.3.4", "::102:304" },
+		{ "::ffff:0:1.2.3.4", "::ffff:0:102:304" },
+		{ "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
+	};
+	static const char *const v4[] = { "0.0.0.0", "127.0.0.1", "192.0.2.1", "255.255.255.255" };
+	uint8_t a[ML_ADDR_LEN];
+	char buf[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
+		set_v6(a, v6[i].in);
+		assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(v6[i].out));
+		assert_string_equal(buf, v6[i].out);
+	}
+	for (i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		set_v4(a, v4[i]);
+		assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(v4[i]));
+		assert_string_equal(buf, v4[i]);
+	}
+}
+
+static void test_addr_matches_inet_ntop(void **state)
+{
+	uint8_t a[ML_ADDR_LEN];
+	char buf[64], ref[64];
+	uint64_t bits;
+	int i, g;
+
+	(void)state;
+	for (i = 0; i < 200000; i++) {
+		/* groups zero half of the time, to exercise every "::" choice */
+		bits = rnd();
+		for (g = 0; g < 8; g++) {
+			a[2 * g] = bits & (1 << g) ? rnd() : 0;
+			a[2 * g + 1] = bits & (1 << g) ? rnd() : 0;
+		}
+		/* glibc prints ::/96 as ::a.b.c.d, RFC 5952 only ::ffff:a.b.c.d */
+		if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0", 12))
+			continue;
+		ref_addr(a, ref, sizeof(ref));
+		accesslog_format_addr(a, buf, sizeof(buf));
+		assert_string_equal(buf, ref);
+	}
+}
+
+/* ---- escaper ---- */
+
+static void want_escaped(const char *in, size_t n, const char *out)
+{
+	char buf[256];
+
+	assert_int_equal(accesslog_json_string(in, n, buf, sizeof(buf)), strlen(out));
+	assert_string_equal(buf, out);
+}
+
+static void test_escape(void **state)
+{
+	static const char *const utf8[] = {
+		"caf\xc3\xa9",			/* é */
+		"\xe6\x97\xa5\xe6\x9c\xac",	/* 日本 */
+		"\xf0\x9f\x98\x80",		/* U+1F600 */
+		"\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf", /* U+0800 U+D7FF U+E000 U+FFFF */
+		"\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", /* U+10000 U+10FFFF */
+		"productpage-v1 \x7f~",
+	};
+	static const char nasty[] = "x\"y\\z\n\x01\x1f caf\xc3\xa9 \xf0\x9f\x98\x80";
+	char buf[256];
+	size_t i;
+	cJSON *o;
+
+	(void)state;
+	want_escaped("", 0, "\"\"");
+	want_escaped("a\"b", 3, "\"a\\\"b\"");
+	want_escaped("a\\b", 3, "\"a\\\\b\"");
+	want_escaped("a\nb\r\t", 5, "\"a\\u000ab\\u000d\\u0009\"");
+	want_escaped("\x01\x1f", 2, "\"\\u0001\\u001f\"");
+	want_escaped("a\0b", 3, "\"a\\u0000b\"");
+	for (i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++) {
+		snprintf(buf, sizeof(buf), "\"%s\"", utf8[i]);
+		want_escaped(utf8[i], strlen(utf8[i]), buf);
+	}
+	/* not UTF-8: each offending byte becomes U+FFFD */
+	want_escaped("\xff", 1, "\"\\ufffd\"");
+	want_escaped("\xc0\x80", 2, "\"\\ufffd\\ufffd\"");		/* overlong NUL */
+	want_escaped("\xe0\x9f\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"");	/* overlong */
+	want_escaped("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"");	/* surrogate */
+	want_escaped("\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
+	want_escaped("a\xe6\x97", 3, "\"a\\ufffd\\ufffd\"");		/* cut short at the end */
+	want_escaped("\xe6\x97z\xc3\xa9", 5, "\"\\ufffd\\ufffdz\xc3\xa9\"");
+
+	/* cJSON reads back exactly what went in */
+	assert_true(accesslog_json_string(nasty, strlen(nasty), buf, sizeof(buf)) > 0);
+	o = cJSON_Parse(buf);
+	assert_true(cJSON_IsString(o));
+	assert_string_equal(o->valuestring, nasty);
+	cJSON_Delete(o);
+}
+
+/* ---- buffers too small ---- */
+
+typedef int (*fmt_fn)(const void *arg, char *buf, size_t len);
+
+static int fmt_record(const void *arg, char *buf, size_t len)
+{
+	return accesslog_format(arg, &clk2026, buf, len);
+}
+
+static int fmt_time(const void *arg, char *buf, size_t len)
+{
+	return accesslog_format_time(*(const uint64_t *)arg, buf, len);
+}
+
+static int fmt_addr(const void *arg, char *buf, size_t len)
+{
+	return accesslog_format_addr(arg, buf, len);
+}
+
+static int fmt_escape(const void *arg, char *buf, size_t len)
+{
+	return accesslog_json_string(arg, strlen(arg), buf, len);
+}
+
+/*
+ * At every length short of the text plus its NUL: -1 and nothing written at
+ * or past len. With room: the same text as with a big buffer.
+ */
+static void check_every_length(fmt_fn fn, const void *arg)
+{
+	char full[BIG], buf[BIG + 64];
+	size_t len, i;
+	int n, ret;
+
+	n = fn(arg, full, sizeof(full));
+	assert_true(n > 0);
+	for (len = 0; len <= (size_t)n + 1; len++) {
+		memset(buf, CANARY, sizeof(buf));
+		ret = fn(arg, buf, len);
+		if (len <= (size_t)n) {
+			assert_int_equal(ret, -1);
+		} else {
+			assert_int_equal(ret, n);
+			assert_memory_equal(buf, full, n + 1);
+		}
+		for (i = len; i < sizeof(buf); i++)
+			assert_int_equal((unsigned char)buf[i], CANARY);
+	}
+}
+
+static void test_too_small_every_length(void **state)
+{
+	struct tcp_probe_info v4 = outbound_v4(), wide = widest();
+	uint64_t t = 1709210096 * NS;
+	uint8_t a[ML_ADDR_LEN];
+
+	(void)state;
+	check_every_length(fmt_record, &v4);
+	check_every_length(fmt_record, &wide);
+	check_every_length(fmt_time, &t);
+	set_v6(a, "2001:db8::abcd:12");
+	check_every_length(fmt_addr, a);
+	set_v4(a, "192.0.2.1");
+	check_every_length(fmt_addr, a);
+	check_every_length(fmt_escape, "a\"\\\n\x01 caf\xc3\xa9 \xff!");
+}
+
+/* ---- random records read back ---- */
+
+static void test_roundtrip_random(void **state)
+{
+	static const struct accesslog_clock clk = { .mono_to_real_ns = 1763000000123456789LL };
+	char buf[BIG], t[64], st[64], src[64], dst[64];
+	const char *family;
+	struct tcp_probe_info r;
+	struct want w;
+	int i, kind, n;
+
+	(void)state;
+	for (i = 0; i < 20000; i++) {
+		memset(&r, 0, sizeof(r));
+		r.start_ns = rnd() >> 20;
+		r.close_ns = r.start_ns + (rnd() >> 24);
+		r.duration = r.close_ns - r.start_ns;
+		r.sent_bytes = rnd() >> 11;
+		r.received_bytes = rnd() >> 11;
+		r.sock_cookie = rnd() >> 11;
+		r.srtt_us = rnd();
+		r.rtt_min = rnd();
+		r.mss_cache = rnd();
+		r.total_retrans = rnd();
+		r.segs_in = rnd();
+		r.segs_out = rnd();
+		r.lost_out = rnd();
+		r.src_port = rnd();
+		r.dst_port = rnd();
+		r.direction = 1 + rnd() % 2;
+		r.state = rnd() % 14;
+		r.conn_success = rnd() % 2;
+		r.failure = rnd() % 8;
+		kind = rnd() % 3;
+		for (n = 0; n < ML_ADDR_LEN; n++) {
+			r.src_addr[n] = rnd();
+			r.dst_addr[n] = rnd();
+		}
+		if (kind == 2) {
+			r.family = AF_INET6;
+			r.src_addr[0] = r.dst_addr[0] = 0x20; /* never ::/96 */
+			family = "ipv6";
+		} else {
+			r.family = kind ? AF_INET6 : AF_INET;
+			memset(r.src_addr, 0, 10);
+			memset(r.dst_addr, 0, 10);
+			r.src_addr[10] = r.src_addr[11] = r.dst_addr[10] = r.dst_addr[11] = 0xff;
+			family = "ipv4";
+		}
+		ref_time(r.close_ns + clk.mono_to_real_ns, t, sizeof(t));
+		ref_time(r.start_ns + clk.mono_to_real_ns, st, sizeof(st));
+		ref_addr(r.src_addr, src, sizeof(src));
+		ref_addr(r.dst_addr, dst, sizeof(dst));
+		w = (struct want){
+			.time = t,
+			.start_time = st,
+			.direction = r.direction == ML_DIR_OUTBOUND ? "outbound" : "inbound",
+			.src_addr = src,
+			.dst_addr = dst,
+			.family = family,
+			.failure = r.conn_success ? NULL : failure_names[r.failure],
+			.state = state_names[r.state],
+		};
+		n = accesslog_format(&r, &clk, buf, sizeof(buf));
+		check_line(buf, n, &r, &w);
+	}
+}
+
+/* ---- sinks ---- */
+
+static char tmpdir[64];
+
+static int setup_tmpdir(void **state)
+{
+	(void)state;
+	umask(022);
+	strcpy(tmpdir, "/tmp/test_accesslog.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int teardown_tmpdir(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *tmp_path(const char *name)
+{
+	static char paths[4][128];
+	static int next;
+	char *p = paths[next++ % 4];
+
+	snprintf(p, sizeof(paths[0]), "%s/%s", tmpdir, name);
+	return p;
+}
+
+/* Whole file, NUL-terminated; "" when it does not exist. */
+static char *slurp(const char *path, size_t *len)
+{
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+	ssize_t got;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	do {
+		if (n + 1 >= cap) {
+			cap = cap ? cap * 2 : 65536;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		got = fd < 0 ? 0 : read(fd, buf + n, cap - n - 1);
+		assert_true(got >= 0);
+		n += got;
+	} while (got > 0);
+	if (fd >= 0)
+		close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static void want_file(const char *path, const char *content)
+{
+	char *got = slurp(path, NULL);
+
+	assert_string_equal(got, content);
+	free(got);
+}
+
+/* Line number i: exactly 100 bytes, '\n' included, no NUL. */
+static void numbered_line(char line[100], int i)
+{
+	char tmp[128];
+
+	snprintf(tmp, sizeof(tmp), "{\"n\":%06d,\"pad\":\"%0*d\"}\n", i, 100 - 22, 0);
+	assert_int_equal(strlen(tmp), 100);
+	memcpy(line, tmp, 100);
+}
+
+static void test_sink_file_append(void **state)
+{
+	const char *path = tmp_path("access.log");
+	struct tcp_probe_info r = outbound_v4();
+	char lines[4][BIG], all[4 * BIG] = "";
+	struct accesslog_sink *s;
+	struct stat st;
+	int i, n;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		r.sock_cookie = i;
+		n = accesslog_format(&r, &clk2026, lines[i], sizeof(lines[i]));
+		assert_true(n > 0);
+	}
+
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(accesslog_append(s, lines[i], strlen(lines[i])), 0);
+		strcat(all, lines[i]);
+	}
+	want_file(path, ""); /* batched until flushed */
+	assert_int_equal(accesslog_flush(s), 0);
+	want_file(path, all);
+	assert_int_equal(accesslog_flush(s), 0); /* nothing twice */
+	want_file(path, all);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+
+	/* appended to what is there; close flushes */
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_append(s, lines[3], strlen(lines[3])), 0);
+	accesslog_close(s);
+	strcat(all, lines[3]);
+	want_file(path, all);
+}
+
+static void test_sink_flushes_when_batch_full(void **state)
+{
+	const char *path = tmp_path("big.log");
+	struct accesslog_sink *s;
+	char line[100], *got;
+	size_t len;
+	int i;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	for (i = 0; i < 3000; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+	}
+	/* some batches went out on their own, in whole lines */
+	got = slurp(path, &len);
+	assert_true(len > 0 && len < 300000);
+	assert_int_equal(len % 100, 0);
+	free(got);
+
+	assert_int_equal(accesslog_flush(s), 0);
+	got = slurp(path, &len);
+	assert_int_equal(len, 300000);
+	for (i = 0; i < 3000; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+}
+
+static void test_sink_rejects_bad_lines(void **state)
+{
+	const char *path = tmp_path("bad.log");
+	char huge[ACCESSLOG_LINE_MAX + 2];
+	struct accesslog_sink *s;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	/* ACCESSLOG_LINE_MAX + 1 bytes of line, then a NUL */
+	memset(huge, 'x', sizeof(huge));
+	huge[ACCESSLOG_LINE_MAX] = '\n';
+	huge[ACCESSLOG_LINE_MAX + 1] = '\0';
+	assert_int_equal(accesslog_append(s, "", 0), -EINVAL);
+	assert_int_equal(accesslog_append(s, "no newline", 10), -EINVAL);
+	assert_int_equal(accesslog_append(s, huge, ACCESSLOG_LINE_MAX + 1), -EINVAL);
+	want_file(path, "");
+	assert_int_equal(accesslog_append(s, huge + 1, ACCESSLOG_LINE_MAX), 0);
+	assert_int_equal(accesslog_flush(s), 0);
+	want_file(path, huge + 1);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+
+	errno = 0;
+	assert_null(accesslog_open(tmp_path("no/such/dir")));
+	assert_int_equal(errno, ENOENT);
+}
+
+static void test_sink_reopen_after_rename(void **state)
+{
+	const char *path = tmp_path("r.log"), *rotated = tmp_path("r.log.1");
+	struct accesslog_sink *s, *out;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_append(s, "a\n", 2), 0);
+	assert_int_equal(accesslog_flush(s), 0);
+	assert_int_equal(rename(path, rotated), 0);
+	/* logged before the rotation: goes to the old file */
+	assert_int_equal(accesslog_append(s, "b\n", 2), 0);
+	assert_int_equal(accesslog_reopen(s), 0);
+	assert_int_equal(accesslog_append(s, "c\n", 2), 0);
+	assert_int_equal(accesslog_flush(s), 0);
+	want_file(rotated, "a\nb\n");
+	want_file(path, "c\n");
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+
+	out = accesslog_open("-");
+	assert_non_null(out);
+	assert_int_equal(accesslog_reopen(out), 0);
+	accesslog_close(out);
+}
+
+static void test_sink_reopen_fails_keeps_old_file(void **state)
+{
+	char dir[128], moved[128], path[160], old[160];
+	struct accesslog_sink *s;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/sub", tmpdir);
+	snprintf(moved, sizeof(moved), "%s/sub.old", tmpdir);
+	snprintf(path, sizeof(path), "%s/log", dir);
+	snprintf(old, sizeof(old), "%s/log", moved);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_append(s, "a\n", 2), 0);
+	assert_int_equal(rename(dir, moved), 0);
+	assert_int_equal(accesslog_reopen(s), -ENOENT);
+	assert_int_equal(accesslog_append(s, "b\n", 2), 0);
+	accesslog_close(s);
+	want_file(old, "a\nb\n");
+}
+
+/*
+ * A file size limit cuts a write in the middle of a line, as a full disk
+ * does. The rest of that line is kept for the same file; after a rotation
+ * it is dropped and counted rather than starting the new file.
+ */
+static void test_sink_torn_line_not_carried_to_new_file(void **state)
+{
+	const char *path = tmp_path("t.log"), *rotated = tmp_path("t.log.1");
+	int flush1, reopen, flush2, i;
+	struct rlimit old, lim;
+	uint64_t lost1, lost2;
+	struct accesslog_sink *s;
+	char line[100], want[300];
+	sighandler_t sig;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	for (i = 0; i < 3; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		memcpy(want + i * 100, line, 100);
+	}
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 250;
+	sig = signal(SIGXFSZ, SIG_IGN);
+	/* no assertion while the limit holds: cmocka's output may be a file */
+	setrlimit(RLIMIT_FSIZE, &lim);
+	flush1 = accesslog_flush(s);
+	lost1 = accesslog_lost_lines(s);
+	rename(path, rotated);
+	reopen = accesslog_reopen(s);
+	numbered_line(line, 3);
+	accesslog_append(s, line, 100);
+	flush2 = accesslog_flush(s);
+	lost2 = accesslog_lost_lines(s);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, sig);
+
+	assert_int_equal(flush1, -EFBIG);
+	assert_int_equal(lost1, 0);
+	assert_int_equal(reopen, 0);
+	assert_int_equal(flush2, 0);
+	assert_int_equal(lost2, 1);
+	want[250] = '\0';
+	want_file(rotated, want);
+	memcpy(want, line, 100);
+	want[100] = '\0';
+	want_file(path, want);
+	accesslog_close(s);
+}
+
+static void test_sink_lost_lines_dev_full(void **state)
+{
+	struct accesslog_sink *s;
+	char line[100];
+	int i;
+
+	(void)state;
+	s = accesslog_open("/dev/full");
+	assert_non_null(s);
+	for (i = 0; i < 3; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+	}
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	assert_int_equal(accesslog_flush(s), -ENOSPC);
+	assert_int_equal(accesslog_lost_lines(s), 3);
+	assert_int_equal(accesslog_flush(s), 0); /* dropped, not retried */
+	assert_int_equal(accesslog_lost_lines(s), 3);
+
+	/* implicit flushes count too, and the appends still succeed */
+	for (i = 0; i < 3000; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+	}
+	assert_true(accesslog_lost_lines(s) > 3);
+	assert_int_equal(accesslog_flush(s), -ENOSPC);
+	assert_int_equal(accesslog_lost_lines(s), 3003);
+	accesslog_close(s);
+}
+
+/*
+ * stdout as a non-blocking pipe smaller than the batch: the write stops in
+ * the middle of a line. The lines after it are lost and counted; the rest
+ * of the torn one is written first next time, so the reader sees only
+ * whole lines. Also: closing a "-" sink leaves fd 1 open.
+ */
+static void test_sink_stdout_partial_write(void **state)
+{
+	int p[2], saved, pipe_sz, flush1, flush1b, flush2, fd1_ok, i;
+	uint64_t lost1, lost1b;
+	struct accesslog_sink *s;
+	char line[100], *got, *want;
+	size_t n1, n2, n3, whole;
+
+	(void)state;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pipe_sz = fcntl(p[1], F_SETPIPE_SZ, 65536);
+	assert_true(pipe_sz > 0 && pipe_sz % 100);
+	assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(p[1], STDOUT_FILENO), STDOUT_FILENO);
+
+	/* cmocka prints on stdout: no assertion until it is restored */
+	s = accesslog_open("-");
+	for (i = 0; s && i < 1000; i++) {
+		numbered_line(line, i);
+		accesslog_append(s, line, 100);
+	}
+	got = malloc(200000);
+	flush1 = s ? accesslog_flush(s) : 0;
+	lost1 = s ? accesslog_lost_lines(s) : 0;
+	/* still full: the rest of the torn line must survive this one too */
+	flush1b = s ? accesslog_flush(s) : 0;
+	lost1b = s ? accesslog_lost_lines(s) : 0;
+	n1 = read(p[0], got, 200000);
+	flush2 = s ? accesslog_flush(s) : 0;
+	n2 = read(p[0], got + n1, 200000 - n1);
+	numbered_line(line, 1000);
+	if (s)
+		accesslog_append(s, line, 100);
+	accesslog_close(s);
+	n3 = read(p[0], got + n1 + n2, 200000 - n1 - n2);
+	fd1_ok = fcntl(STDOUT_FILENO, F_GETFD) != -1;
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	close(p[0]);
+	close(p[1]);
+
+	assert_non_null(s);
+	assert_true(fd1_ok);
+	assert_int_equal(flush1, -EAGAIN);
+	assert_int_equal(n1, pipe_sz);
+	whole = pipe_sz / 100 + 1; /* the torn line is completed */
+	assert_int_equal(lost1, 1000 - whole);
+	assert_int_equal(flush1b, -EAGAIN);
+	assert_int_equal(lost1b, lost1);
+	assert_int_equal(flush2, 0);
+	assert_int_equal(n1 + n2, whole * 100);
+	assert_int_equal(n3, 100);
+	want = malloc(200000);
+	for (i = 0; (size_t)i < whole; i++)
+		numbered_line(want + i * 100, i);
+	numbered_line(want + whole * 100, 1000);
+	assert_memory_equal(got, want, (whole + 1) * 100);
+	free(got);
+	free(want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_outbound_v4),
+		cmocka_unit_test(test_inbound_v6),
+		cmocka_unit_test(test_v4mapped_on_inet6_socket),
+		cmocka_unit_test(test_failed_record),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_number_limits),
+		cmocka_unit_test(test_time_vectors),
+		cmocka_unit_test(test_time_matches_gmtime),
+		cmocka_unit_test(test_clock_sync),
+		cmocka_unit_test(test_addr_vectors),
+		cmocka_unit_test(test_addr_matches_inet_ntop),
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_too_small_every_length),
+		cmocka_unit_test(test_roundtrip_random),
+		cmocka_unit_test(test_sink_file_append),
+		cmocka_unit_test(test_sink_flushes_when_batch_full),
+		cmocka_unit_test(test_sink_rejects_bad_lines),
+		cmocka_unit_test(test_sink_reopen_after_rename),
+		cmocka_unit_test(test_sink_reopen_fails_keeps_old_file),
+		cmocka_unit_test(test_sink_torn_line_not_carried_to_new_file),
+		cmocka_unit_test(test_sink_lost_lines_dev_full),
+		cmocka_unit_test(test_sink_stdout_partial_write),
+	};
+
+	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
+}
