@@ -143,21 +143,17 @@ static void jw_str(struct jw *w, const char *s, size_t n)
 }
 
 /* ,"key":value -- key must be a string literal: it is pasted, not escaped. */
-#define jw_num(w, key, v)                               \
-	do {                                            \
-		jw_lit(w, ",\"" key "\":");             \
-		jw_u64(w, v);                           \
+#define jw_num(w, key, v)				\
+	do {						\
+		jw_lit(w, ",\"" key "\":");		\
+		jw_u64(w, v);				\
 	} while (0)
-#define jw_text(w, key, s)                              \
-	do {                                            \
-		jw_lit(w, ",\"" key "\":");             \
-		jw_str(w, s, strlen(s));                \
+#define jw_text(w, key, s)				\
+	do {						\
+		jw_lit(w, ",\"" key "\":");		\
+		jw_str(w, s, strlen(s));		\
 	} while (0)
 
-/*
- * Not in accesslog.h yet: the escaper on its own, as a quoted JSON string
- * (NUL-terminated). Returns the length, or -1 if buf is too small.
- */
 int accesslog_json_string(const char *s, size_t n, char *buf, size_t len)
 {
 	struct jw w;
@@ -491,9 +487,12 @@ int accesslog_flush(struct accesslog_sink *s)
 	 * be written first next time: a torn line left in the file would run
 	 * into the next one and spoil it too.
 	 */
-	if (done ? s->buf[done - 1] != '\n' : s->torn)
-		keep = (char *)memchr(s->buf + done, '\n', s->used - done) + 1 - (s->buf + done);
-	s->torn = keep;
+	if (done ? s->buf[done - 1] != '\n' : s->torn) {
+		const char *nl = memchr(s->buf + done, '\n', s->used - done);
+
+		keep = nl + 1 - (s->buf + done);
+	}
+	s->torn = keep != 0;
 	s->lost += count_lines(s->buf, done + keep, s->used);
 	memmove(s->buf, s->buf + done, keep);
 	s->used = keep;

@@ -25,13 +25,22 @@ struct accesslog_clock {
 /* Re-measure the monotonic -> realtime offset (cheap; call once per batch). */
 void accesslog_clock_sync(struct accesslog_clock *clk);
 
-/* "2026-11-21T22:15:01.123456Z" (microseconds, UTC). Returns length or -1. */
+/*
+ * The formatters below NUL-terminate, return the length without the NUL,
+ * and return -1 (buf unspecified) when the text and its NUL do not fit.
+ */
+
+/* "2026-11-21T22:15:01.123456Z" (microseconds, UTC). */
 int accesslog_format_time(uint64_t real_ns, char *buf, size_t len);
 
-/* Address text: v4-mapped -> dotted quad; else RFC 5952 IPv6. Returns length. */
+/* Address text: v4-mapped -> dotted quad; else RFC 5952 IPv6. */
 int accesslog_format_addr(const uint8_t addr[ML_ADDR_LEN], char *buf, size_t len);
 
-/* "ipv4" when the address is v4-mapped (or family AF_INET), else "ipv6". */
+/*
+ * "ipv4" when the socket is AF_INET or the server address (dst_addr) is
+ * v4-mapped, else "ipv6". dst_addr decides: after a connect() that failed
+ * locally, src_addr is still unspecified.
+ */
 const char *accesslog_family_name(const struct tcp_probe_info *r);
 
 /* TCP state number -> "ESTABLISHED", "SYN_SENT", ...; "UNKNOWN" otherwise. */
@@ -39,6 +48,10 @@ const char *accesslog_state_name(unsigned int state);
 
 /* enum ml_failure -> "refused", "timeout", ... */
 const char *accesslog_failure_name(unsigned int failure);
+
+/* JSON string literal (quotes included) of s[0..n): escapes quote, backslash
+ * and control characters, replaces invalid UTF-8 with U+FFFD. */
+int accesslog_json_string(const char *s, size_t n, char *buf, size_t len);
 
 /*
  * Format one record as a JSON object followed by '\n' into buf.
@@ -55,7 +68,12 @@ struct accesslog_sink;
  */
 struct accesslog_sink *accesslog_open(const char *dest);
 
-/* Queue one complete line; flushes first when the batch buffer is full. */
+/*
+ * Queue one complete line ('\n'-terminated, < ACCESSLOG_LINE_MAX); flushes
+ * first when the batch buffer is full. Returns 0 once queued, -EINVAL for a
+ * malformed line. Lines a triggered flush could not write are counted in
+ * accesslog_lost_lines(), not returned: callers must not retry.
+ */
 int accesslog_append(struct accesslog_sink *s, const char *line, size_t len);
 
 /* Write every queued line (one write(2) per batch). 0 or -errno. */

@@ -47,6 +47,7 @@ struct ml_daemon {
 	char cg_root[PATH_MAX];
 	uint64_t records;       /* records decoded */
 	uint64_t lost_reported; /* kernel-side losses already reported */
+	uint64_t unwritten_reported; /* access-log lines lost to write errors, reported */
 	time_t lost_said_at;
 	int ncpus;
 };
@@ -90,19 +91,29 @@ static uint64_t kernel_counter(struct ml_daemon *d, __u32 idx)
 	return sum;
 }
 
-/* Say so once per second at most when the kernel could not queue records. */
+/*
+ * Records the kernel could not queue, and lines the sink could not write
+ * (disk full): said once per second at most, never per record.
+ */
 static void report_losses(struct ml_daemon *d)
 {
 	uint64_t lost = kernel_counter(d, ML_CNT_RECORDS_LOST);
+	uint64_t unwritten = d->sink ? accesslog_lost_lines(d->sink) : 0;
 	time_t now = time(NULL);
 
-	if (lost == d->lost_reported || now == d->lost_said_at)
+	if ((lost == d->lost_reported && unwritten == d->unwritten_reported) ||
+	    now == d->lost_said_at)
 		return;
-	fprintf(stderr,
-		"meshlens: %llu records lost in the kernel (ringbuf full); "
-		"raise ringbuf_bytes or lower drain_interval_ms\n",
-		(unsigned long long)(lost - d->lost_reported));
+	if (lost != d->lost_reported)
+		fprintf(stderr,
+			"meshlens: %llu records lost in the kernel (ringbuf full); "
+			"raise ringbuf_bytes or lower drain_interval_ms\n",
+			(unsigned long long)(lost - d->lost_reported));
+	if (unwritten != d->unwritten_reported)
+		fprintf(stderr, "meshlens: %llu access-log lines could not be written\n",
+			(unsigned long long)(unwritten - d->unwritten_reported));
 	d->lost_reported = lost;
+	d->unwritten_reported = unwritten;
 	d->lost_said_at = now;
 }
 

@@ -9,17 +9,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,8 +31,6 @@
 
 #include "accesslog/accesslog.h"
 
-/* Not in accesslog.h yet (see accesslog.c): the JSON string escaper. */
-int accesslog_json_string(const char *s, size_t n, char *buf, size_t len);
 
 #define NS 1000000000ULL
 #define BIG 4096
@@ -329,7 +330,8 @@ static void test_failed_record(void **state)
 	}
 	r.failure = ML_FAIL_REFUSED;
 	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
-	assert_non_null(strstr(buf, ",\"success\":false,\"failure\":\"refused\",\"sent_bytes\":0,"));
+	assert_non_null(strstr(buf,
+			       ",\"success\":false,\"failure\":\"refused\",\"sent_bytes\":0,"));
 
 	/* success: no failure key, whatever the field holds */
 	r.conn_success = 1;
@@ -516,7 +518,8 @@ static void test_addr_vectors(void **state)
 		{ "fe80::1:2", "fe80::1:2" },
 		{ "::1.2.3.4", "::102:304" },
 		{ "::ffff:0:1.2.3.4", "::ffff:0:102:304" },
-		{ "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
+		{ "FFFF:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
 	};
 	static const char *const v4[] = { "0.0.0.0", "127.0.0.1", "192.0.2.1", "255.255.255.255" };
 	uint8_t a[ML_ADDR_LEN];
@@ -576,7 +579,8 @@ static void test_escape(void **state)
 		"caf\xc3\xa9",			/* é */
 		"\xe6\x97\xa5\xe6\x9c\xac",	/* 日本 */
 		"\xf0\x9f\x98\x80",		/* U+1F600 */
-		"\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf", /* U+0800 U+D7FF U+E000 U+FFFF */
+		/* U+0800 U+D7FF U+E000 U+FFFF */
+		"\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf",
 		"\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", /* U+10000 U+10FFFF */
 		"productpage-v1 \x7f~",
 	};
@@ -602,7 +606,10 @@ static void test_escape(void **state)
 	want_escaped("\xe0\x9f\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"");	/* overlong */
 	want_escaped("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"");	/* surrogate */
 	want_escaped("\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
-	want_escaped("a\xe6\x97", 3, "\"a\\ufffd\\ufffd\"");		/* cut short at the end */
+	want_escaped("\xf0\x8f\xbf\xbf", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* overlong */
+	want_escaped("\xf5\x80\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+	want_escaped("a\xe6\x97", 3, "\"a\\ufffd\\ufffd\"");	/* cut short at the end */
+	want_escaped("\xc3\xa9", 1, "\"\\ufffd\"");		/* n ends inside a sequence */
 	want_escaped("\xe6\x97z\xc3\xa9", 5, "\"\\ufffd\\ufffdz\xc3\xa9\"");
 
 	/* cJSON reads back exactly what went in */
@@ -1032,6 +1039,98 @@ static void test_sink_torn_line_not_carried_to_new_file(void **state)
 	accesslog_close(s);
 }
 
+struct fifo_reader {
+	int fd;
+	size_t want, got;
+	char buf[200000];
+};
+
+static volatile sig_atomic_t alarmed;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarmed = 1;
+}
+
+/* Drains the FIFO only after the signal hit the blocked write(2). */
+static void *drain_after_alarm(void *arg)
+{
+	struct fifo_reader *rd = arg;
+	struct pollfd pfd = { .fd = rd->fd, .events = POLLIN };
+	ssize_t n;
+	int i;
+
+	for (i = 0; !alarmed && i < 2000; i++)
+		usleep(1000);
+	while (rd->got < rd->want && poll(&pfd, 1, 2000) > 0) {
+		n = read(rd->fd, rd->buf + rd->got, rd->want - rd->got);
+		if (n <= 0)
+			break;
+		rd->got += n;
+	}
+	return NULL;
+}
+
+/* A signal that interrupts a blocked write(2) neither loses nor repeats lines. */
+static void test_sink_write_retried_after_eintr(void **state)
+{
+	const char *path = tmp_path("fifo");
+	struct sigaction sa = { .sa_handler = on_alarm }, old_sa;
+	struct itimerval it = { .it_value.tv_usec = 20000 };
+	struct fifo_reader *rd;
+	struct accesslog_sink *s;
+	sigset_t alrm;
+	pthread_t tid;
+	char line[100];
+	size_t prefill = 0;
+	int wfd, i;
+
+	(void)state;
+	rd = calloc(1, sizeof(*rd));
+	assert_non_null(rd);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	rd->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(rd->fd >= 0);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	/* fill the pipe so that the sink's blocking write(2) has to wait */
+	wfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(wfd >= 0);
+	memset(line, '.', sizeof(line));
+	while (write(wfd, line, sizeof(line)) == sizeof(line)) /* atomic: < PIPE_BUF */
+		prefill += sizeof(line);
+	close(wfd);
+	for (i = 0; i < 10; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+	}
+	rd->want = prefill + 1000;
+
+	alarmed = 0;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	assert_int_equal(sigaction(SIGALRM, &sa, &old_sa), 0); /* no SA_RESTART */
+	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
+	assert_int_equal(pthread_create(&tid, NULL, drain_after_alarm, rd), 0);
+	pthread_sigmask(SIG_UNBLOCK, &alrm, NULL);
+	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
+	assert_int_equal(accesslog_flush(s), 0);
+	pthread_join(tid, NULL);
+	sigaction(SIGALRM, &old_sa, NULL);
+
+	assert_true(alarmed);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	assert_int_equal(rd->got, rd->want);
+	for (i = 0; i < 10; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(rd->buf + rd->want - 1000 + i * 100, line, 100);
+	}
+	accesslog_close(s);
+	close(rd->fd);
+	free(rd);
+}
+
 static void test_sink_lost_lines_dev_full(void **state)
 {
 	struct accesslog_sink *s;
@@ -1156,6 +1255,7 @@ int main(void)
 		cmocka_unit_test(test_sink_reopen_after_rename),
 		cmocka_unit_test(test_sink_reopen_fails_keeps_old_file),
 		cmocka_unit_test(test_sink_torn_line_not_carried_to_new_file),
+		cmocka_unit_test(test_sink_write_retried_after_eintr),
 		cmocka_unit_test(test_sink_lost_lines_dev_full),
 		cmocka_unit_test(test_sink_stdout_partial_write),
 	};
