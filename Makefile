@@ -24,6 +24,7 @@ BPF_SRCS    := bpf/meshlens.bpf.c
 UNIT_TESTS  := accesslog options cgroup
 
 .PHONY: all deps run test unit e2e vmlinux clean help
+.SECONDARY:
 
 all: $(BUILD)/meshlens $(BUILD)/mltraffic ## build the daemon and the test traffic tool
 
