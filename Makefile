@@ -12,16 +12,17 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wmissing-field-initializers -Werror=undef \
 	    -I. -I$(BUILD) -DMESHLENS_VERSION='"$(VERSION)"'
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/vmlinux -Ibpf
-LDLIBS   := -lbpf -lelf -lz -lcjson
+LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c cgroup/cgroup.c accesslog/accesslog.c
+DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c cgroup/cgroup.c accesslog/accesslog.c \
+	       metrics/metrics.c metrics/expo.c metrics/http.c
 BPF_SRCS    := bpf/meshlens.bpf.c
-UNIT_TESTS  := accesslog options cgroup
+UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps run test unit e2e vmlinux clean help
 .SECONDARY:
@@ -50,6 +51,8 @@ $(BUILD)/mltraffic: tests/tools/mltraffic.c | $(BUILD)
 $(BUILD)/tests/test_accesslog: accesslog/accesslog.c
 $(BUILD)/tests/test_options: daemon/options.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
+$(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c
+$(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 

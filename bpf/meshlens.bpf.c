@@ -5,8 +5,9 @@
  *
  * Table of contents (hook -> what it does):
  *   cgroup/connect4, cgroup/connect6   outbound attempt: create socket state
- *   sockops                            SYN sent, established, state changes,
- *                                      close -> tcp_probe_info record
+ *   sockops                            SYN sent, established (open record),
+ *                                      state changes, close -> close record
+ *   iter/bpf_sk_storage_map            counters of connections still open
  *   fexit/tcp_v{4,6}_connect           connect() that failed before any SYN
  *                                      left, with its errno (preferred)
  *   cgroup/sock_release                the same failure, without trampolines
@@ -155,8 +156,8 @@ static __always_inline __u64 ml_sk_cgroup_id(struct bpf_sock *bsk)
  * got an address pair, so the record carries the destination connect()
  * was given and an unspecified source.
  */
-static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u64 cookie,
-						  __u16 family, __u32 err)
+static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u16 family,
+						  __u32 err)
 {
 	struct tcp_probe_info *rec = ml_reserve();
 
@@ -167,7 +168,7 @@ static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u6
 	rec->close_ns = bpf_ktime_get_ns();
 	rec->duration = rec->close_ns - st->connect_ns;
 	rec->cgroup_id = st->cgroup_id;
-	rec->sock_cookie = cookie;
+	rec->sock_cookie = st->sock_cookie;
 	__builtin_memcpy(rec->dst_addr, st->dst_addr, ML_ADDR_LEN);
 	rec->dst_port = st->dst_port;
 	/* unspecified source, in the destination's address family */
@@ -197,9 +198,10 @@ static __always_inline struct ml_sock_state *ml_start_connect(struct bpf_sock_ad
 	}
 	/* connect() again after a local failure: report the earlier attempt */
 	if (st->phase == ML_PH_ATTEMPT)
-		ml_emit_local_failure(st, bpf_get_socket_cookie(ctx), ctx->family, 0);
+		ml_emit_local_failure(st, ctx->family, 0);
 	__builtin_memset(st, 0, sizeof(*st));
 	st->connect_ns = bpf_ktime_get_ns();
+	st->sock_cookie = bpf_get_socket_cookie(ctx);
 	st->direction = ML_DIR_OUTBOUND;
 	st->phase = ML_PH_ATTEMPT;
 	st->dst_port = bpf_ntohs((__u16)ctx->user_port);
@@ -229,48 +231,34 @@ int ml_connect6(struct bpf_sock_addr *ctx)
 /* ---- sockops: the connection's life --------------------------------------- */
 
 /*
+ * Everything a record says about a connection, read from the tcp_sock
+ * itself, so the close record, the open record and the live-socket
+ * iterator agree to the byte.
+ *
  * Payload bytes from the kernel's sequence-space counters: bytes_acked and
  * bytes_received also count the SYN (removed through the base taken at
- * ESTABLISHED) and the FIN, removed here when it was acked / received.
+ * ESTABLISHED) and the FIN, removed here once it was acked (ours) or
+ * consumed (the peer's: tcp_fin() sets SOCK_DONE).
  */
-static __always_inline void ml_fill_bytes(struct tcp_probe_info *rec, struct bpf_sock_ops *ops,
-					  struct ml_sock_state *st, struct tcp_sock *tp)
+static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_sock *tp,
+					 struct ml_sock_state *st)
 {
-	__u64 sent = ops->bytes_acked - st->sent_base;
-	__u64 received = ops->bytes_received - st->recv_base;
+	struct sock *sk = &tp->inet_conn.icsk_inet.sk;
+	__u64 sent = tp->bytes_acked - st->sent_base;
+	__u64 received = tp->bytes_received - st->recv_base;
+	__u8 local[ML_ADDR_LEN], remote[ML_ADDR_LEN];
+	__u16 lport = sk->__sk_common.skc_num;
+	__u16 rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	__u32 rtt_min = tp->rtt_min.s[0].v;
 	__u8 flags = st->flags;
 
-	if (tp) {
-		/* SOCK_DONE is set by tcp_fin(): the peer's FIN was consumed */
-		if (tp->inet_conn.icsk_inet.sk.__sk_common.skc_flags & (1UL << SOCK_DONE))
-			flags |= ML_F_FIN_IN;
-		if ((flags & ML_F_FIN_OUT) && ops->snd_una == tp->write_seq && sent)
-			sent -= 1;
-	}
-	if ((flags & ML_F_FIN_IN) && received)
-		received -= 1;
-	rec->sent_bytes = sent;
-	rec->received_bytes = received;
-	rec->flags = flags;
-}
-
-static __always_inline void ml_emit_close(struct bpf_sock_ops *ops, struct ml_sock_state *st,
-					  struct tcp_sock *tp, __u32 oldstate)
-{
-	struct tcp_probe_info *rec = ml_reserve();
-	__u8 local[ML_ADDR_LEN], remote[ML_ADDR_LEN];
-	__u16 lport = ops->local_port;
-	/* remote_port holds the network-order port in its upper half */
-	__u16 rport = bpf_ntohl(ops->remote_port);
-
-	if (!rec)
-		return;
-	if (ops->family == AF_INET) {
-		ml_addr_v4(local, ops->local_ip4);
-		ml_addr_v4(remote, ops->remote_ip4);
+	rec->family = sk->__sk_common.skc_family;
+	if (rec->family == AF_INET) {
+		ml_addr_v4(local, sk->__sk_common.skc_rcv_saddr);
+		ml_addr_v4(remote, sk->__sk_common.skc_daddr);
 	} else {
-		ml_addr_v6(local, ops, struct bpf_sock_ops, local_ip6);
-		ml_addr_v6(remote, ops, struct bpf_sock_ops, remote_ip6);
+		__builtin_memcpy(local, &sk->__sk_common.skc_v6_rcv_saddr, ML_ADDR_LEN);
+		__builtin_memcpy(remote, &sk->__sk_common.skc_v6_daddr, ML_ADDR_LEN);
 	}
 	if (st->direction == ML_DIR_INBOUND) {
 		__builtin_memcpy(rec->src_addr, remote, ML_ADDR_LEN);
@@ -283,29 +271,46 @@ static __always_inline void ml_emit_close(struct bpf_sock_ops *ops, struct ml_so
 		rec->src_port = lport;
 		rec->dst_port = rport;
 	}
+	if (st->connect_success) {
+		if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE))
+			flags |= ML_F_FIN_IN;
+		if ((flags & ML_F_FIN_OUT) && tp->snd_una == tp->write_seq && sent)
+			sent -= 1;
+		if ((flags & ML_F_FIN_IN) && received)
+			received -= 1;
+		rec->sent_bytes = sent;
+		rec->received_bytes = received;
+	}
+	rec->flags = flags;
 	rec->start_ns = st->connect_ns;
 	rec->close_ns = bpf_ktime_get_ns();
 	rec->duration = rec->close_ns - st->connect_ns;
 	rec->cgroup_id = st->cgroup_id;
-	rec->sock_cookie = bpf_get_socket_cookie(ops);
-	rec->family = ops->family;
+	rec->sock_cookie = st->sock_cookie;
 	rec->direction = st->direction;
-	rec->state = oldstate;
 	rec->protocol = IPPROTO_TCP;
-	rec->srtt_us = ops->srtt_us >> 3; /* the kernel keeps srtt << 3 */
-	/* ~0U is the kernel's "no RTT sample yet" */
-	rec->rtt_min = ops->rtt_min == ~0U ? 0 : ops->rtt_min;
-	rec->mss_cache = ops->mss_cache;
-	rec->total_retrans = ops->total_retrans;
-	rec->segs_in = ops->segs_in;
-	rec->segs_out = ops->segs_out;
-	rec->lost_out = ops->lost_out;
-	if (tp)
-		rec->sk_err = tp->inet_conn.icsk_inet.sk.sk_err;
+	rec->conn_success = st->connect_success;
+	rec->srtt_us = tp->srtt_us >> 3; /* the kernel keeps srtt << 3 */
+	rec->rtt_min = rtt_min == ~0U ? 0 : rtt_min; /* ~0U: no RTT sample yet */
+	rec->mss_cache = tp->mss_cache;
+	rec->total_retrans = tp->total_retrans;
+	rec->segs_in = tp->segs_in;
+	rec->segs_out = tp->segs_out;
+	rec->lost_out = tp->lost_out;
+	rec->sk_err = sk->sk_err;
+}
+
+static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_state *st,
+					  __u32 oldstate)
+{
+	struct tcp_probe_info *rec = ml_reserve();
+
+	if (!rec)
+		return;
+	ml_fill_conn(rec, tp, st);
+	rec->state = oldstate;
 	if (st->connect_success) {
 		rec->type = ML_REC_CONN_CLOSE;
-		rec->conn_success = 1;
-		ml_fill_bytes(rec, ops, st, tp);
 		if (rec->sk_err == ECONNRESET)
 			rec->flags |= ML_F_RESET_IN;
 	} else {
@@ -324,12 +329,25 @@ static __always_inline struct ml_sock_state *ml_state(struct bpf_sock *sk, __u64
 	return st;
 }
 
-static __always_inline void ml_established(struct bpf_sock_ops *ops, struct ml_sock_state *st)
+/* Handshake done: take the SYN out of the counters, tell user space. */
+static __always_inline void ml_established(struct bpf_sock *sk, struct ml_sock_state *st)
 {
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct tcp_probe_info *rec;
+
+	if (!tp)
+		return;
 	st->phase = ML_PH_ESTABLISHED;
 	st->connect_success = 1;
-	st->sent_base = ops->bytes_acked;
-	st->recv_base = ops->bytes_received;
+	st->sent_base = tp->bytes_acked;
+	st->recv_base = tp->bytes_received;
+	rec = ml_reserve();
+	if (!rec)
+		return;
+	ml_fill_conn(rec, tp, st);
+	rec->type = ML_REC_CONN_OPEN;
+	rec->state = TCP_ESTABLISHED;
+	ml_submit(rec);
 }
 
 SEC("sockops")
@@ -337,6 +355,8 @@ int ml_sockops(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk = ops->sk;
 	struct ml_sock_state *st;
+	struct tcp_sock *tp;
+	__u8 phase;
 
 	if (!sk)
 		return 1;
@@ -348,6 +368,7 @@ int ml_sockops(struct bpf_sock_ops *ops)
 		if (!st->phase) { /* connect() ran before meshlens attached */
 			st->connect_ns = bpf_ktime_get_ns();
 			st->direction = ML_DIR_OUTBOUND;
+			st->sock_cookie = bpf_get_socket_cookie(ops);
 		}
 		st->phase = ML_PH_CONNECTING;
 		st->cgroup_id = ml_sk_cgroup_id(sk);
@@ -357,7 +378,7 @@ int ml_sockops(struct bpf_sock_ops *ops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		st = ml_state(sk, 0);
 		if (st)
-			ml_established(ops, st);
+			ml_established(sk, st);
 		return 1;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		st = ml_state(sk, BPF_SK_STORAGE_GET_F_CREATE);
@@ -365,8 +386,9 @@ int ml_sockops(struct bpf_sock_ops *ops)
 			return 1;
 		st->connect_ns = bpf_ktime_get_ns();
 		st->direction = ML_DIR_INBOUND;
+		st->sock_cookie = bpf_get_socket_cookie(ops);
 		st->cgroup_id = ml_sk_cgroup_id(sk);
-		ml_established(ops, st);
+		ml_established(sk, st);
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 						       BPF_SOCK_OPS_STATE_CB_FLAG);
 		return 1;
@@ -378,7 +400,13 @@ int ml_sockops(struct bpf_sock_ops *ops)
 			st->flags |= ML_F_FIN_OUT;
 		if (ops->args[1] != TCP_CLOSE)
 			return 1;
-		ml_emit_close(ops, st, bpf_skc_to_tcp_sock(sk), ops->args[0]);
+		/* before the record is visible: the iterator must no longer
+		 * report this socket as live once its close was consumed */
+		phase = st->phase;
+		st->phase = ML_PH_CLOSED;
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (tp && phase != ML_PH_CLOSED)
+			ml_emit_close(tp, st, ops->args[0]);
 		bpf_sk_storage_delete(&sk_states, sk);
 		return 1;
 	}
@@ -402,7 +430,7 @@ static __always_inline int ml_connect_returned(struct sock *sk, int ret)
 	st = bpf_sk_storage_get(&sk_states, sk, 0, 0);
 	if (!st || st->phase != ML_PH_ATTEMPT)
 		return 0;
-	ml_emit_local_failure(st, bpf_get_socket_cookie(sk), sk->__sk_common.skc_family, -ret);
+	ml_emit_local_failure(st, sk->__sk_common.skc_family, -ret);
 	bpf_sk_storage_delete(&sk_states, sk);
 	return 0;
 }
@@ -437,9 +465,37 @@ int ml_sock_release(struct bpf_sock *ctx)
 	st = bpf_sk_storage_get(&sk_states, ctx, 0, 0);
 	if (!st || st->phase != ML_PH_ATTEMPT || ctx->state != TCP_CLOSE)
 		return 1;
-	ml_emit_local_failure(st, bpf_get_socket_cookie(ctx), ctx->family, 0);
+	ml_emit_local_failure(st, ctx->family, 0);
 	/* cgroup/sock programs may not call bpf_sk_storage_delete(); the
 	 * storage goes with the socket, so just mark it reported */
 	st->phase = 0;
 	return 1;
+}
+
+/* ---- connections still open ----------------------------------------------- */
+
+/*
+ * Walked by user space every refresh interval: one LIVE record per open
+ * connection, so byte and retransmit counters advance while connections
+ * stay open, without any per-packet hook.
+ */
+SEC("iter/bpf_sk_storage_map")
+int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct ml_sock_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+	struct tcp_probe_info rec;
+	struct tcp_sock *tp;
+
+	if (!st || !sk || st->phase != ML_PH_ESTABLISHED)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	__builtin_memset(&rec, 0, sizeof(rec));
+	ml_fill_conn(&rec, tp, st);
+	rec.type = ML_REC_CONN_LIVE;
+	rec.state = sk->__sk_common.skc_state;
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
 }

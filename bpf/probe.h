@@ -34,6 +34,8 @@
 enum ml_record_type {
 	ML_REC_CONN_CLOSE = 1,  /* a connection that reached ESTABLISHED closed */
 	ML_REC_CONN_FAILED = 2, /* a connection attempt that never got there */
+	ML_REC_CONN_OPEN = 3,   /* a connection reached ESTABLISHED (ringbuf) */
+	ML_REC_CONN_LIVE = 4,   /* an open connection's counters so far (iterator) */
 };
 
 /* tcp_probe_info.direction */
@@ -61,7 +63,11 @@ enum ml_failure {
 #define ML_F_FIN_OUT (1u << 1)  /* our FIN sent */
 #define ML_F_RESET_IN (1u << 2) /* closed by a received RST */
 
-/* One record per closed connection or failed attempt (ringbuf payload). */
+/*
+ * One record per opened or closed connection or failed attempt (ringbuf
+ * payload), and per open connection in the live-socket iterator's output.
+ * For OPEN and LIVE records close_ns is the time of the reading.
+ */
 struct tcp_probe_info {
 	__u64 start_ns;       /* monotonic ns: connect() called / accepted */
 	__u64 close_ns;       /* monotonic ns: closed / failed */
@@ -99,6 +105,7 @@ enum ml_phase {
 	ML_PH_ATTEMPT = 1,     /* connect() called, no SYN sent yet */
 	ML_PH_CONNECTING = 2,  /* SYN sent (TCP_CONNECT_CB) */
 	ML_PH_ESTABLISHED = 3, /* handshake completed */
+	ML_PH_CLOSED = 4,      /* close record emitted; storage about to go */
 };
 
 /*
@@ -111,6 +118,7 @@ struct ml_sock_state {
 	__u64 sent_base;          /* bytes_acked at ESTABLISHED (SYN sequence space) */
 	__u64 recv_base;          /* bytes_received at ESTABLISHED */
 	__u64 cgroup_id;          /* cgroup v2 id of the socket */
+	__u64 sock_cookie;        /* bpf_get_socket_cookie(), taken where a ctx allows it */
 	__u8 dst_addr[ML_ADDR_LEN]; /* connect() destination, v4-mapped for IPv4 */
 	__u16 dst_port;           /* connect() destination port, host order */
 	__u8 direction;           /* enum ml_direction */
@@ -119,7 +127,7 @@ struct ml_sock_state {
 	__u8 flags;               /* ML_F_* seen so far */
 	__u8 pad[2];
 };
-_Static_assert(sizeof(struct ml_sock_state) == 56, "ml_sock_state ABI size");
+_Static_assert(sizeof(struct ml_sock_state) == 64, "ml_sock_state ABI size");
 
 /* Indexes of the per-CPU `counters` array map. */
 enum ml_counter {

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "meshlens.skel.h"
 #include "../cgroup/cgroup.h"
@@ -92,16 +93,38 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		}
 		b->n_links++;
 	}
+	if (!b->iter_link) {
+		union bpf_iter_link_info info = {
+			.map.map_fd = (__u32)bpf_map__fd(s->maps.sk_states),
+		};
+		LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info,
+			    .link_info_len = sizeof(info));
+
+		b->iter_link = bpf_program__attach_iter(s->progs.ml_iter_live, &opts);
+		if (!b->iter_link) {
+			ret = -errno;
+			snprintf(err, errlen, "attaching iter/bpf_sk_storage_map: %s", strerror(-ret));
+			goto fail;
+		}
+	}
 	return 0;
 fail:
 	ml_bpf_detach(b);
 	return ret;
 }
 
+int ml_bpf_iter_open(const struct ml_bpf *b)
+{
+	/* libbpf returns -errno itself */
+	return b->iter_link ? bpf_iter_create(bpf_link__fd(b->iter_link)) : -EBADF;
+}
+
 void ml_bpf_detach(struct ml_bpf *b)
 {
 	while (b->n_links > 0)
 		bpf_link__destroy(b->links[--b->n_links]);
+	bpf_link__destroy(b->iter_link);
+	b->iter_link = NULL;
 }
 
 void ml_bpf_destroy(struct ml_bpf *b)
@@ -117,6 +140,7 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 	const struct ml_feature all[] = {
 		{ "connections", "sockops", NULL },
 		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL },
+		{ "live-counters", "iter/bpf_sk_storage_map", NULL },
 		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
 					       : "cgroup/sock_release",
 		  b->fexit ? NULL : refused },

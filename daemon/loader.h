@@ -23,6 +23,7 @@ struct ml_bpf {
 	int fexit_err;            /* errno that refused them, when !fexit */
 	struct bpf_link *links[ML_MAX_LINKS];
 	int n_links;
+	struct bpf_link *iter_link; /* live-socket iterator over the socket storage */
 };
 
 struct ml_feature {
@@ -36,6 +37,12 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t 
 
 /* Attach every program: cgroup ones to each fd of cg_fds. All or nothing. */
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);
+
+/*
+ * One pass of the live-socket iterator: an fd to read() tcp_probe_info
+ * records from (type ML_REC_CONN_LIVE), or -errno.
+ */
+int ml_bpf_iter_open(const struct ml_bpf *b);
 
 /* Destroy every link (programs stop running; maps stay readable). */
 void ml_bpf_detach(struct ml_bpf *b);

@@ -2,10 +2,13 @@
 /*
  * meshlens daemon: options -> probe/load -> attach -> ready -> event loop.
  *
- * One thread, one epoll loop over the ringbuf, a drain timer and a
- * signalfd. Records are not delivered per event: the kernel side submits
- * without waking us, the timer drains every drain_interval_ms, and the
- * kernel wakes us early only when the ring is filling up.
+ * One thread, one epoll loop over the ringbuf, a drain timer, a refresh
+ * timer for the counters of open connections, the metrics endpoint's
+ * snapshot requests and a signalfd. Records are not delivered per event:
+ * the kernel side submits without waking us, the timer drains every
+ * drain_interval_ms, and the kernel wakes us early only when the ring is
+ * filling up. The HTTP thread never touches metric state: it asks the
+ * loop for a snapshot (metrics/http.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,6 +30,9 @@
 #include "loader.h"
 #include "../accesslog/accesslog.h"
 #include "../cgroup/cgroup.h"
+#include "../metrics/expo.h"
+#include "../metrics/http.h"
+#include "../metrics/metrics.h"
 
 #ifndef MESHLENS_VERSION
 #define MESHLENS_VERSION "0.1.0-dev"
@@ -41,11 +47,17 @@ struct ml_daemon {
 	struct ring_buffer *rb;
 	struct accesslog_sink *sink; /* NULL when the access log is off */
 	struct accesslog_clock clk;
-	int epfd, tfd, sfd;
+	struct metrics *metrics;
+	struct metrics_http *http;   /* NULL when the endpoint is off */
+	struct expo expo;            /* render buffer, reused */
+	char *iter_buf;              /* live-iterator read buffer */
+	size_t iter_cap;
+	int epfd, tfd, sfd, rfd;     /* epoll, drain timer, signals, refresh timer */
 	int cg_fds[ML_MAX_CGROUPS];
 	int n_cg;
 	char cg_root[PATH_MAX];
 	uint64_t records;       /* records decoded */
+	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
 	uint64_t lost_reported; /* kernel-side losses already reported */
 	uint64_t unwritten_reported; /* access-log lines lost to write errors, reported */
 	time_t lost_said_at;
@@ -58,20 +70,31 @@ static int usage_error(const char *msg)
 	return 2;
 }
 
+static int64_t ns_now(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ---- records ------------------------------------------------------------ */
 
 static int handle_record(void *ctx, void *data, size_t size)
 {
 	struct ml_daemon *d = ctx;
+	const struct tcp_probe_info *r = data;
 	char line[ACCESSLOG_LINE_MAX];
 	int len;
 
-	if (size < sizeof(struct tcp_probe_info))
+	if (size < sizeof(*r) || r->type > ML_REC_CONN_LIVE)
 		return 0;
 	d->records++;
-	if (!d->sink)
+	d->by_type[r->type]++;
+	metrics_record(d->metrics, r);
+	if (!d->sink || (r->type != ML_REC_CONN_CLOSE && r->type != ML_REC_CONN_FAILED))
 		return 0;
-	len = accesslog_format(data, &d->clk, line, sizeof(line));
+	len = accesslog_format(r, &d->clk, line, sizeof(line));
 	if (len > 0)
 		accesslog_append(d->sink, line, (size_t)len);
 	return 0;
@@ -127,6 +150,127 @@ static int drain(struct ml_daemon *d)
 		accesslog_flush(d->sink);
 	report_losses(d);
 	return n;
+}
+
+/*
+ * One pass of the iterator over the socket storage: a LIVE record per open
+ * connection, so byte counters advance while connections stay open. The
+ * ringbuf is drained first, so a connection's close record is never
+ * accounted before a LIVE record read earlier (see metrics.h).
+ */
+static void refresh_live(struct ml_daemon *d)
+{
+	const size_t rec = sizeof(struct tcp_probe_info);
+	size_t have = 0;
+	ssize_t n;
+	int fd;
+
+	drain(d);
+	fd = ml_bpf_iter_open(&d->bpf);
+	if (fd < 0) {
+		fprintf(stderr, "meshlens: live-socket iterator: %s\n", strerror(-fd));
+		return;
+	}
+	metrics_live_begin(d->metrics);
+	for (;;) {
+		if (d->iter_cap - have < 64 * rec) {
+			size_t cap = d->iter_cap ? d->iter_cap * 2 : 256 * rec;
+			char *nb = realloc(d->iter_buf, cap);
+
+			if (!nb)
+				break;
+			d->iter_buf = nb;
+			d->iter_cap = cap;
+		}
+		n = read(fd, d->iter_buf + have, d->iter_cap - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		/* hand over whole records, keep a partial one for the next read */
+		size_t whole = have - have % rec;
+
+		for (size_t off = 0; off < whole; off += rec)
+			handle_record(d, d->iter_buf + off, rec);
+		memmove(d->iter_buf, d->iter_buf + whole, have - whole);
+		have -= whole;
+	}
+	close(fd);
+	metrics_live_end(d->metrics, (uint64_t)ns_now(CLOCK_MONOTONIC));
+}
+
+/* Prometheus text for a scrape: everything, rendered on the loop thread. */
+static void render_metrics(struct ml_daemon *d)
+{
+	static const char *const sources[] = { [ML_REC_CONN_OPEN] = "conn_open",
+					       [ML_REC_CONN_CLOSE] = "conn_close",
+					       [ML_REC_CONN_FAILED] = "conn_failed",
+					       [ML_REC_CONN_LIVE] = "live_socket" };
+	int64_t t0 = ns_now(CLOCK_MONOTONIC);
+	struct expo *e = &d->expo;
+	struct ml_feature f[8];
+	struct metrics_stats st;
+	char *body;
+	int i, n;
+
+	drain(d);
+	expo_reset(e);
+	expo_family(e, "meshlens_build_info", "gauge", "meshlens version, always 1.");
+	expo_sample_u64(e, "meshlens_build_info",
+			(const char *const[]){ "version", MESHLENS_VERSION, NULL }, 1);
+	expo_family(e, "meshlens_hook_info", "gauge",
+		    "The kernel hook serving each feature on this kernel, always 1.");
+	n = ml_bpf_features(&d->bpf, f, 8);
+	for (i = 0; i < n; i++)
+		expo_sample_u64(e, "meshlens_hook_info",
+				(const char *const[]){ "feature", f[i].name, "hook", f[i].hook,
+						       NULL },
+				1);
+	expo_family(e, "meshlens_events_total", "counter",
+		    "Records received from the kernel, by source.");
+	for (i = ML_REC_CONN_CLOSE; i <= ML_REC_CONN_LIVE; i++)
+		expo_sample_u64(e, "meshlens_events_total",
+				(const char *const[]){ "source", sources[i], NULL }, d->by_type[i]);
+	expo_family(e, "meshlens_events_lost_total", "counter",
+		    "Records lost, by where: ringbuf full (counted in the kernel), socket "
+		    "storage exhausted, access-log lines not written.");
+	expo_sample_u64(e, "meshlens_events_lost_total",
+			(const char *const[]){ "source", "access_log", NULL },
+			d->sink ? accesslog_lost_lines(d->sink) : 0);
+	expo_sample_u64(e, "meshlens_events_lost_total",
+			(const char *const[]){ "source", "ringbuf", NULL },
+			kernel_counter(d, ML_CNT_RECORDS_LOST));
+	expo_sample_u64(e, "meshlens_events_lost_total",
+			(const char *const[]){ "source", "socket_storage", NULL },
+			kernel_counter(d, ML_CNT_STORAGE_FAIL));
+	metrics_render(d->metrics, e);
+	metrics_stats(d->metrics, &st);
+	expo_family(e, "meshlens_series", "gauge", "IP-pair series held (overflow excluded).");
+	expo_sample_u64(e, "meshlens_series", NULL, st.series);
+	expo_family(e, "meshlens_series_limit", "gauge",
+		    "Cap on IP-pair series (max_series); new pairs beyond it fold into "
+		    "the overflow series.");
+	expo_sample_u64(e, "meshlens_series_limit", NULL, d->opt.max_series);
+	expo_family(e, "meshlens_series_folded_total", "counter",
+		    "Records counted into an overflow series because the cap was reached.");
+	expo_sample_u64(e, "meshlens_series_folded_total", NULL, st.folded);
+	expo_family(e, "meshlens_series_dropped_total", "counter",
+		    "IP-pair series dropped after series_idle_seconds without activity.");
+	expo_sample_u64(e, "meshlens_series_dropped_total", NULL, st.dropped);
+	expo_family(e, "meshlens_tracked_connections", "gauge",
+		    "Open connections being tracked.");
+	expo_sample_u64(e, "meshlens_tracked_connections", NULL, st.connections);
+	expo_family(e, "meshlens_scrape_duration_seconds", "gauge",
+		    "Time spent rendering this scrape.");
+	expo_sample_f64(e, "meshlens_scrape_duration_seconds", NULL,
+			(double)(ns_now(CLOCK_MONOTONIC) - t0) / 1e9);
+	if (e->oom || !(body = malloc(e->len ? e->len : 1))) {
+		fprintf(stderr, "meshlens: out of memory rendering metrics\n");
+		return;
+	}
+	memcpy(body, e->buf, e->len);
+	metrics_http_publish(d->http, body, e->len);
 }
 
 /* ---- set-up ---------------------------------------------------------------- */
@@ -192,6 +336,35 @@ static int open_sink(struct ml_daemon *d)
 	return 0;
 }
 
+/*
+ * Aggregation always runs (it is cheap); the endpoint binds before any
+ * program loads, so a taken port is a usage error with nothing attached,
+ * and /healthz can answer 503 while loading.
+ */
+static int start_metrics(struct ml_daemon *d)
+{
+	struct metrics_config cfg = {
+		.max_series = d->opt.max_series,
+		.series_idle_seconds = d->opt.series_idle_seconds,
+		.format_addr = accesslog_format_addr,
+	};
+	char err[ML_ERR_LEN];
+
+	d->metrics = metrics_new(&cfg);
+	if (!d->metrics) {
+		fprintf(stderr, "meshlens: metrics: %s\n", strerror(ENOMEM));
+		return 1;
+	}
+	if (!strcmp(d->opt.metrics_addr, "off"))
+		return 0;
+	d->http = metrics_http_start(d->opt.metrics_addr, err, sizeof(err));
+	if (!d->http) {
+		fprintf(stderr, "meshlens: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
 static int add_fd(int epfd, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
@@ -217,16 +390,23 @@ static int setup_loop(struct ml_daemon *d)
 	signal(SIGPIPE, SIG_IGN);
 	d->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	d->rfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (d->sfd < 0 || d->tfd < 0 || d->epfd < 0)
+	if (d->sfd < 0 || d->tfd < 0 || d->rfd < 0 || d->epfd < 0)
 		return -errno;
 	if (timerfd_settime(d->tfd, 0, &its, NULL))
+		return -errno;
+	ms = d->opt.refresh_interval_ms;
+	its.it_interval = (struct timespec){ ms / 1000, (long)(ms % 1000) * 1000000L };
+	its.it_value = its.it_interval;
+	if (timerfd_settime(d->rfd, 0, &its, NULL))
 		return -errno;
 	d->rb = ring_buffer__new(bpf_map__fd(d->bpf.skel->maps.events), handle_record, d, NULL);
 	if (!d->rb)
 		return -errno;
-	if (add_fd(d->epfd, d->sfd) || add_fd(d->epfd, d->tfd) ||
-	    add_fd(d->epfd, ring_buffer__epoll_fd(d->rb)))
+	if (add_fd(d->epfd, d->sfd) || add_fd(d->epfd, d->tfd) || add_fd(d->epfd, d->rfd) ||
+	    add_fd(d->epfd, ring_buffer__epoll_fd(d->rb)) ||
+	    (d->http && add_fd(d->epfd, metrics_http_notify_fd(d->http))))
 		return -errno;
 	return 0;
 }
@@ -249,13 +429,13 @@ static void shutdown_and_drain(struct ml_daemon *d)
 
 static int run_loop(struct ml_daemon *d)
 {
-	struct epoll_event evs[4];
+	struct epoll_event evs[8];
 	struct signalfd_siginfo si;
 	uint64_t ticks;
 	int i, n;
 
 	for (;;) {
-		n = epoll_wait(d->epfd, evs, 4, -1);
+		n = epoll_wait(d->epfd, evs, 8, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -266,6 +446,12 @@ static int run_loop(struct ml_daemon *d)
 			if (evs[i].data.fd == d->tfd) {
 				if (read(d->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 					return 1;
+			} else if (evs[i].data.fd == d->rfd) {
+				if (read(d->rfd, &ticks, sizeof(ticks)) > 0)
+					refresh_live(d);
+			} else if (d->http && evs[i].data.fd == metrics_http_notify_fd(d->http)) {
+				if (metrics_http_wanted(d->http))
+					render_metrics(d);
 			} else if (evs[i].data.fd == d->sfd) {
 				if (read(d->sfd, &si, sizeof(si)) != sizeof(si))
 					continue;
@@ -329,8 +515,13 @@ static void cleanup(struct ml_daemon *d)
 {
 	int i;
 
+	if (d->http)
+		metrics_http_stop(d->http);
 	ring_buffer__free(d->rb);
 	ml_bpf_destroy(&d->bpf);
+	metrics_free(d->metrics);
+	expo_free(&d->expo);
+	free(d->iter_buf);
 	if (d->sink)
 		accesslog_close(d->sink);
 	for (i = 0; i < d->n_cg; i++)
@@ -339,6 +530,8 @@ static void cleanup(struct ml_daemon *d)
 		close(d->epfd);
 	if (d->tfd >= 0)
 		close(d->tfd);
+	if (d->rfd >= 0)
+		close(d->rfd);
 	if (d->sfd >= 0)
 		close(d->sfd);
 	ml_options_free(&d->opt);
@@ -346,7 +539,7 @@ static void cleanup(struct ml_daemon *d)
 
 int main(int argc, char **argv)
 {
-	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1 };
+	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1, .rfd = -1 };
 	char err[ML_ERR_LEN];
 	int ret;
 
@@ -385,6 +578,8 @@ int main(int argc, char **argv)
 		ret = open_cgroups(&d);
 		if (!ret)
 			ret = open_sink(&d);
+		if (!ret)
+			ret = start_metrics(&d);
 		if (ret)
 			goto out;
 	}
@@ -408,8 +603,10 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	fprintf(stderr, "meshlens: ready: %d cgroup(s) under %s, access log %s, %s\n", d.n_cg,
-		d.cg_root, d.opt.access_log,
+	if (d.http)
+		metrics_http_set_ready(d.http, true);
+	fprintf(stderr, "meshlens: ready: %d cgroup(s) under %s, access log %s, metrics %s, %s\n",
+		d.n_cg, d.cg_root, d.opt.access_log, d.opt.metrics_addr,
 		d.bpf.fexit ? "fexit hooks" : "no trampolines: fallback hooks");
 	ret = run_loop(&d);
 out:

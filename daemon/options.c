@@ -98,6 +98,9 @@ void ml_options_init(struct ml_options *o)
 	o->pin_path = strdup("/sys/fs/bpf/meshlens");
 	o->ringbuf_bytes = 8u << 20;
 	o->drain_interval_ms = 50;
+	o->refresh_interval_ms = 5000;
+	o->max_series = 10000;
+	o->series_idle_seconds = 3600;
 }
 
 static char *dup_or_null(const char *s, bool *ok)
@@ -253,6 +256,12 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 1u << 16, .max = 1u << 30, .pow2 = true },
 	{ .name = "drain_interval_ms", .kind = CFG_UINT, .off = OFF(drain_interval_ms),
 	  .min = 1, .max = 1000 },
+	{ .name = "refresh_interval_ms", .kind = CFG_UINT, .off = OFF(refresh_interval_ms),
+	  .min = 100, .max = 600000 },
+	{ .name = "max_series", .kind = CFG_UINT, .off = OFF(max_series), .min = 1,
+	  .max = 10000000 },
+	{ .name = "series_idle_seconds", .kind = CFG_UINT, .off = OFF(series_idle_seconds),
+	  .min = 0, .max = 31536000 },
 };
 
 #define N_CFG_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

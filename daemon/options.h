@@ -43,6 +43,9 @@ struct ml_options {
 	/* config-only tunables */
 	unsigned int ringbuf_bytes;     /* key "ringbuf_bytes": power of two, 64 KiB..1 GiB; default 8 MiB */
 	unsigned int drain_interval_ms; /* key "drain_interval_ms": 1..1000; default 50 */
+	unsigned int refresh_interval_ms; /* key "refresh_interval_ms": live-socket counters, 100..600000; default 5000 */
+	unsigned int max_series;        /* key "max_series": IP-pair series cap, 1..10000000; default 10000 */
+	unsigned int series_idle_seconds; /* key "series_idle_seconds": drop idle series, 0 = never; default 3600 */
 	/* one-shot actions (command line only) */
 	bool gen_config, list, probe, diagnose, detach, version, help;
 };

@@ -130,6 +130,9 @@ static void assert_config_equal(const struct ml_options *a, const struct ml_opti
 	assert_str_or_null_equal(a->metadata, b->metadata);
 	assert_int_equal(a->ringbuf_bytes, b->ringbuf_bytes);
 	assert_int_equal(a->drain_interval_ms, b->drain_interval_ms);
+	assert_int_equal(a->refresh_interval_ms, b->refresh_interval_ms);
+	assert_int_equal(a->max_series, b->max_series);
+	assert_int_equal(a->series_idle_seconds, b->series_idle_seconds);
 }
 
 static void assert_no_actions(const struct ml_options *o)
@@ -152,6 +155,9 @@ static void assert_defaults(const struct ml_options *o)
 	assert_null(o->metadata);
 	assert_int_equal(o->ringbuf_bytes, 8u << 20);
 	assert_int_equal(o->drain_interval_ms, 50);
+	assert_int_equal(o->refresh_interval_ms, 5000);
+	assert_int_equal(o->max_series, 10000);
+	assert_int_equal(o->series_idle_seconds, 3600);
 	assert_no_actions(o);
 }
 
@@ -321,7 +327,10 @@ static void test_config_full(void **state)
 				       "  \"pin_path\": \"/sys/fs/bpf/x\",\n"
 				       "  \"metadata\": \"/etc/w.json\",\n"
 				       "  \"ringbuf_bytes\": 65536,\n"
-				       "  \"drain_interval_ms\": 1000\n"
+				       "  \"drain_interval_ms\": 1000,\n"
+				       "  \"refresh_interval_ms\": 250,\n"
+				       "  \"max_series\": 3,\n"
+				       "  \"series_idle_seconds\": 0\n"
 				       "}\n");
 
 	assert_int_equal(ml_config_load(o, path, err, sizeof(err)), 0);
@@ -339,6 +348,9 @@ static void test_config_full(void **state)
 	assert_string_equal(o->metadata, "/etc/w.json");
 	assert_int_equal(o->ringbuf_bytes, 65536);
 	assert_int_equal(o->drain_interval_ms, 1000);
+	assert_int_equal(o->refresh_interval_ms, 250);
+	assert_int_equal(o->max_series, 3);
+	assert_int_equal(o->series_idle_seconds, 0);
 	assert_no_actions(o);
 }
 
@@ -567,6 +579,10 @@ static void test_config_errors(void **state)
 		{ "{\"drain_interval_ms\": 0}",
 		  { "key 'drain_interval_ms': expected an integer 1..1000, got 0" } },
 		{ "{\"drain_interval_ms\": 1001}", { "key 'drain_interval_ms'", "got 1001" } },
+		{ "{\"refresh_interval_ms\": 99}",
+		  { "key 'refresh_interval_ms': expected an integer 100..600000, got 99" } },
+		{ "{\"max_series\": 0}", { "key 'max_series'", "got 0" } },
+		{ "{\"series_idle_seconds\": -1}", { "key 'series_idle_seconds'", "got -1" } },
 		{ "{\"drain_interval_ms\": 1.5}", { "key 'drain_interval_ms'", "got 1.5" } },
 		{ "{\"drain_interval_ms\": true}", { "key 'drain_interval_ms'", "got true" } },
 		{ "{\"drain_interval_ms\": null}", { "key 'drain_interval_ms'", "got null" } },

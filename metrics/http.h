@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * http - the metrics/health endpoint (libmicrohttpd, its own thread).
+ *
+ * The HTTP thread never touches metric state. A scrape asks the event loop
+ * for a fresh snapshot through an eventfd, waits (bounded) until the loop
+ * publishes one, and serves that immutable, reference-counted body. All
+ * scrapes waiting at the same time share one render. Slow clients only
+ * ever cost the HTTP thread, never the loop.
+ *
+ * Routes: /metrics (text format 0.0.4, gzip when accepted), /healthz
+ * (200 "ok" once ready, 503 before), / (landing page), else 404.
+ */
+#ifndef MESHLENS_HTTP_H
+#define MESHLENS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct metrics_http;
+
+/*
+ * Bind addr ("127.0.0.1:2112", "localhost:2112", "[::1]:2112", "0.0.0.0:80")
+ * and start serving. Returns NULL with a one-line message in err
+ * (e.g. "metrics address 127.0.0.1:2112: Address already in use").
+ */
+struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errlen);
+
+/* eventfd the loop polls: readable when a scrape wants a snapshot. */
+int metrics_http_notify_fd(const struct metrics_http *h);
+
+/*
+ * Loop side, on notify_fd readable: true when at least one scrape waits
+ * for a snapshot (consumes the notification).
+ */
+bool metrics_http_wanted(struct metrics_http *h);
+
+/*
+ * Loop side: hand over a freshly rendered body (malloc'd; ownership passes
+ * to h, which frees it once no response uses it) and wake every scrape that
+ * asked before this call.
+ */
+void metrics_http_publish(struct metrics_http *h, char *body, size_t len);
+
+/* /healthz turns 200 once set. */
+void metrics_http_set_ready(struct metrics_http *h, bool ready);
+
+/* Stop the server thread and free everything (waiting scrapes get 503). */
+void metrics_http_stop(struct metrics_http *h);
+
+#endif /* MESHLENS_HTTP_H */

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Exposition encoding and IP-pair aggregation arithmetic. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "accesslog/accesslog.h"
+#include "metrics/expo.h"
+#include "metrics/metrics.h"
+
+/* ---- expo ------------------------------------------------------------------ */
+
+static char *text(struct expo *e)
+{
+	char *s = malloc(e->len + 1);
+
+	assert_non_null(s);
+	memcpy(s, e->buf, e->len);
+	s[e->len] = '\0';
+	return s;
+}
+
+static void test_expo_family_and_samples(void **state)
+{
+	struct expo e = { 0 };
+	char *s;
+
+	(void)state;
+	expo_family(&e, "x_total", "counter", "Help with \\ and\nnewline.");
+	expo_sample_u64(&e, "x_total", NULL, 0);
+	expo_sample_u64(&e, "x_total", (const char *const[]){ "a", "1", "b", "two", NULL },
+			UINT64_MAX);
+	expo_sample_f64(&e, "g", NULL, 0.25);
+	s = text(&e);
+	assert_string_equal(s, "# HELP x_total Help with \\\\ and\\nnewline.\n"
+			       "# TYPE x_total counter\n"
+			       "x_total 0\n"
+			       "x_total{a=\"1\",b=\"two\"} 18446744073709551615\n"
+			       "g 0.25\n");
+	free(s);
+	expo_free(&e);
+}
+
+static void test_expo_label_escaping(void **state)
+{
+	struct expo e = { 0 };
+	char *s;
+
+	(void)state;
+	expo_sample_u64(&e, "m", (const char *const[]){ "v", "a\\b\"c\nd", NULL }, 7);
+	s = text(&e);
+	assert_string_equal(s, "m{v=\"a\\\\b\\\"c\\nd\"} 7\n");
+	free(s);
+	/* reset keeps the memory and starts over */
+	expo_reset(&e);
+	expo_sample_u64(&e, "m", NULL, 1);
+	s = text(&e);
+	assert_string_equal(s, "m 1\n");
+	free(s);
+	expo_free(&e);
+}
+
+static void test_expo_grows(void **state)
+{
+	struct expo e = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 10000; i++)
+		expo_sample_u64(&e, "metric_with_a_long_name", NULL, (uint64_t)i);
+	assert_false(e.oom);
+	assert_int_equal(e.len, 10000 * strlen("metric_with_a_long_name \n") + 38890);
+	expo_free(&e);
+}
+
+/* ---- aggregation ---------------------------------------------------------- */
+
+static struct tcp_probe_info rec(uint8_t type, uint8_t dir, uint8_t client, uint16_t port,
+				 uint64_t cookie, uint64_t sent, uint64_t received)
+{
+	struct tcp_probe_info r = { 0 };
+
+	r.type = type;
+	r.direction = dir;
+	r.src_addr[10] = r.src_addr[11] = 0xff;
+	r.src_addr[12] = 10;
+	r.src_addr[15] = client;
+	r.dst_addr[10] = r.dst_addr[11] = 0xff;
+	r.dst_addr[12] = 10;
+	r.dst_addr[15] = 1;
+	r.dst_port = port;
+	r.sock_cookie = cookie;
+	r.sent_bytes = sent;
+	r.received_bytes = received;
+	r.family = 2;
+	r.close_ns = 1000;
+	return r;
+}
+
+static struct metrics *new_metrics(unsigned int max_series, unsigned int idle)
+{
+	struct metrics_config cfg = { .max_series = max_series,
+				      .series_idle_seconds = idle,
+				      .format_addr = accesslog_format_addr };
+	struct metrics *m = metrics_new(&cfg);
+
+	assert_non_null(m);
+	return m;
+}
+
+/* Value of one sample in the rendered text, -1 when absent. */
+static long long sample(struct metrics *m, const char *name, const char *labels)
+{
+	struct expo e = { 0 };
+	char key[512], *s, *p;
+	long long v = -1;
+
+	metrics_render(m, &e);
+	s = text(&e);
+	snprintf(key, sizeof(key), "\n%s{%s} ", name, labels);
+	p = strstr(s, key);
+	if (p)
+		v = atoll(p + strlen(key));
+	free(s);
+	expo_free(&e);
+	return v;
+}
+
+#define OUT "direction=\"outbound\",src_ip=\"10.0.0.2\",dst_ip=\"10.0.0.1\",dst_port=\"80\""
+#define IN "direction=\"inbound\",src_ip=\"10.0.0.2\",dst_ip=\"10.0.0.1\",dst_port=\"80\""
+
+static void test_open_live_close_exact(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+
+	(void)state;
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 0, 0);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 0);
+
+	metrics_live_begin(m);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 7, 1000, 50);
+	r.total_retrans = 2;
+	metrics_record(m, &r);
+	metrics_live_end(m, 2000);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 1000);
+	assert_int_equal(sample(m, "meshlens_tcp_received_bytes_total", OUT), 50);
+	assert_int_equal(sample(m, "meshlens_tcp_retransmits_total", OUT), 2);
+
+	metrics_live_begin(m);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 7, 1500, 50);
+	r.total_retrans = 3;
+	metrics_record(m, &r);
+	metrics_live_end(m, 3000);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 1500);
+
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 7, 4000, 77);
+	r.total_retrans = 3;
+	metrics_record(m, &r);
+	/* ends exactly at the final values: no double counting */
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 4000);
+	assert_int_equal(sample(m, "meshlens_tcp_received_bytes_total", OUT), 77);
+	assert_int_equal(sample(m, "meshlens_tcp_retransmits_total", OUT), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	metrics_free(m);
+}
+
+static void test_opened_once_whatever_record_comes_first(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+	struct metrics_stats st;
+
+	(void)state;
+	/* iterator saw it before its open record was drained */
+	metrics_live_begin(m);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_INBOUND, 2, 80, 1, 10, 20);
+	metrics_record(m, &r);
+	metrics_live_end(m, 1);
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_INBOUND, 2, 80, 1, 0, 0);
+	metrics_record(m, &r);
+	/* a short connection: only its close record */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, 2, 80, 2, 5, 6);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", IN), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", IN), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", IN), 15);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 1);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, 2, 80, 1, 10, 20);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", IN), 15);
+	assert_int_equal(sample(m, "meshlens_tcp_received_bytes_total", IN), 26);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 0);
+	metrics_free(m);
+}
+
+static void test_failed_counts_failed_and_syn_retransmits(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 2, 80, 3, 0, 0);
+
+	(void)state;
+	r.total_retrans = 2;
+	metrics_record(m, &r);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_failed_total", OUT), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 0);
+	assert_int_equal(sample(m, "meshlens_tcp_retransmits_total", OUT), 4);
+	metrics_free(m);
+}
+
+static void test_lost_close_is_forgotten_after_two_passes(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 9, 0, 0);
+	struct metrics_stats st;
+
+	(void)state;
+	metrics_record(m, &r);
+	metrics_live_begin(m);
+	metrics_live_end(m, 1);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 1); /* one pass unseen: could be closing */
+	metrics_live_begin(m);
+	metrics_live_end(m, 2);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 0);
+	assert_int_equal(st.expired, 1);
+	metrics_free(m);
+}
+
+static void test_cap_folds_into_overflow(void **state)
+{
+	struct metrics *m = new_metrics(2, 0);
+	struct metrics_stats st;
+
+	(void)state;
+	for (uint8_t c = 2; c < 7; c++) {
+		struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, c, 80, c, 100, 1);
+
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.series, 2);
+	assert_int_equal(st.folded, 3);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total",
+				"direction=\"outbound\",src_ip=\"other\",dst_ip=\"other\","
+				"dst_port=\"other\""),
+			 3);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total",
+				"direction=\"outbound\",src_ip=\"other\",dst_ip=\"other\","
+				"dst_port=\"other\""),
+			 300);
+	metrics_free(m);
+}
+
+static void test_idle_series_dropped_unless_live(void **state)
+{
+	struct metrics *m = new_metrics(10, 1);
+	struct tcp_probe_info a = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 1, 1, 1);
+	struct tcp_probe_info b = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 3, 80, 2, 0, 0);
+	struct metrics_stats st;
+
+	(void)state;
+	metrics_record(m, &a);
+	metrics_record(m, &b);
+	metrics_live_begin(m);
+	b.type = ML_REC_CONN_LIVE;
+	metrics_record(m, &b);
+	metrics_live_end(m, 1000 + 2000000000ULL);
+	metrics_stats(m, &st);
+	assert_int_equal(st.series, 1); /* the open connection's series stays */
+	assert_int_equal(st.dropped, 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), -1);
+	/* the pair comes back as a new series, from zero */
+	metrics_record(m, &a);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	metrics_free(m);
+}
+
+static void test_render_sorted_grouped_stable(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct expo e1 = { 0 }, e2 = { 0 };
+	char *s, *line, *save;
+	int help = 0, type = 0;
+	const char *last_family = "";
+
+	(void)state;
+	for (uint8_t c = 9; c > 1; c--) {
+		struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, c % 2 ? ML_DIR_INBOUND
+							      : ML_DIR_OUTBOUND,
+					      c, (uint16_t)(1000 - c), c, c, c);
+
+		metrics_record(m, &r);
+	}
+	metrics_render(m, &e1);
+	metrics_render(m, &e2);
+	assert_int_equal(e1.len, e2.len);
+	assert_memory_equal(e1.buf, e2.buf, e1.len);
+	s = text(&e1);
+	char prev[256] = "";
+
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, "# HELP ", 7)) {
+			help++;
+			last_family = line + 7;
+			prev[0] = '\0';
+			continue;
+		}
+		if (!strncmp(line, "# TYPE ", 7)) {
+			type++;
+			continue;
+		}
+		/* every sample belongs to the family announced last */
+		assert_int_equal(strncmp(line, last_family, strcspn(line, "{")), 0);
+		/* inbound series before outbound, addresses ascending */
+		assert_true(strcmp(prev, line) < 0);
+		snprintf(prev, sizeof(prev), "%s", line);
+	}
+	assert_int_equal(help, 6);
+	assert_int_equal(type, 6);
+	free(s);
+	expo_free(&e1);
+	expo_free(&e2);
+	metrics_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_expo_family_and_samples),
+		cmocka_unit_test(test_expo_label_escaping),
+		cmocka_unit_test(test_expo_grows),
+		cmocka_unit_test(test_open_live_close_exact),
+		cmocka_unit_test(test_opened_once_whatever_record_comes_first),
+		cmocka_unit_test(test_failed_counts_failed_and_syn_retransmits),
+		cmocka_unit_test(test_lost_close_is_forgotten_after_two_passes),
+		cmocka_unit_test(test_cap_folds_into_overflow),
+		cmocka_unit_test(test_idle_series_dropped_unless_live),
+		cmocka_unit_test(test_render_sorted_grouped_stable),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
