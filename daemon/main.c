@@ -28,6 +28,7 @@
 #include "meshlens.skel.h"
 #include "options.h"
 #include "loader.h"
+#include "pipeline.h"
 #include "../accesslog/accesslog.h"
 #include "../cgroup/cgroup.h"
 #include "../metrics/expo.h"
@@ -45,9 +46,7 @@ struct ml_daemon {
 	struct ml_options opt;
 	struct ml_bpf bpf;
 	struct ring_buffer *rb;
-	struct accesslog_sink *sink; /* NULL when the access log is off */
-	struct accesslog_clock clk;
-	struct metrics *metrics;
+	struct ml_pipeline pl;        /* record -> metrics + access log */
 	struct metrics_http *http;   /* NULL when the endpoint is off */
 	struct expo expo;            /* render buffer, reused */
 	char *iter_buf;              /* live-iterator read buffer */
@@ -56,8 +55,6 @@ struct ml_daemon {
 	int cg_fds[ML_MAX_CGROUPS];
 	int n_cg;
 	char cg_root[PATH_MAX];
-	uint64_t records;       /* records decoded */
-	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
 	uint64_t lost_reported; /* kernel-side losses already reported */
 	uint64_t unwritten_reported; /* access-log lines lost to write errors, reported */
 	time_t lost_said_at;
@@ -80,26 +77,6 @@ static int64_t ns_now(clockid_t clk)
 
 /* ---- records ------------------------------------------------------------ */
 
-static int handle_record(void *ctx, void *data, size_t size)
-{
-	struct ml_daemon *d = ctx;
-	const struct tcp_probe_info *r = data;
-	char line[ACCESSLOG_LINE_MAX];
-	int len;
-
-	if (size < sizeof(*r) || r->type > ML_REC_CONN_LIVE)
-		return 0;
-	d->records++;
-	d->by_type[r->type]++;
-	metrics_record(d->metrics, r);
-	if (!d->sink || (r->type != ML_REC_CONN_CLOSE && r->type != ML_REC_CONN_FAILED))
-		return 0;
-	len = accesslog_format(r, &d->clk, line, sizeof(line));
-	if (len > 0)
-		accesslog_append(d->sink, line, (size_t)len);
-	return 0;
-}
-
 static uint64_t kernel_counter(struct ml_daemon *d, __u32 idx)
 {
 	__u64 vals[d->ncpus];
@@ -121,7 +98,7 @@ static uint64_t kernel_counter(struct ml_daemon *d, __u32 idx)
 static void report_losses(struct ml_daemon *d)
 {
 	uint64_t lost = kernel_counter(d, ML_CNT_RECORDS_LOST);
-	uint64_t unwritten = d->sink ? accesslog_lost_lines(d->sink) : 0;
+	uint64_t unwritten = d->pl.sink ? accesslog_lost_lines(d->pl.sink) : 0;
 	time_t now = time(NULL);
 
 	if ((lost == d->lost_reported && unwritten == d->unwritten_reported) ||
@@ -144,10 +121,10 @@ static int drain(struct ml_daemon *d)
 {
 	int n;
 
-	accesslog_clock_sync(&d->clk);
+	accesslog_clock_sync(&d->pl.clk);
 	n = ring_buffer__consume(d->rb);
-	if (d->sink)
-		accesslog_flush(d->sink);
+	if (d->pl.sink)
+		accesslog_flush(d->pl.sink);
 	report_losses(d);
 	return n;
 }
@@ -171,7 +148,7 @@ static void refresh_live(struct ml_daemon *d)
 		fprintf(stderr, "meshlens: live-socket iterator: %s\n", strerror(-fd));
 		return;
 	}
-	metrics_live_begin(d->metrics);
+	metrics_live_begin(d->pl.metrics);
 	for (;;) {
 		if (d->iter_cap - have < 64 * rec) {
 			size_t cap = d->iter_cap ? d->iter_cap * 2 : 256 * rec;
@@ -192,12 +169,12 @@ static void refresh_live(struct ml_daemon *d)
 		size_t whole = have - have % rec;
 
 		for (size_t off = 0; off < whole; off += rec)
-			handle_record(d, d->iter_buf + off, rec);
+			ml_pipeline_record(&d->pl, d->iter_buf + off, rec);
 		memmove(d->iter_buf, d->iter_buf + whole, have - whole);
 		have -= whole;
 	}
 	close(fd);
-	metrics_live_end(d->metrics, (uint64_t)ns_now(CLOCK_MONOTONIC));
+	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC));
 }
 
 /* Prometheus text for a scrape: everything, rendered on the loop thread. */
@@ -231,21 +208,21 @@ static void render_metrics(struct ml_daemon *d)
 		    "Records received from the kernel, by source.");
 	for (i = ML_REC_CONN_CLOSE; i <= ML_REC_CONN_LIVE; i++)
 		expo_sample_u64(e, "meshlens_events_total",
-				(const char *const[]){ "source", sources[i], NULL }, d->by_type[i]);
+				(const char *const[]){ "source", sources[i], NULL }, d->pl.by_type[i]);
 	expo_family(e, "meshlens_events_lost_total", "counter",
 		    "Records lost, by where: ringbuf full (counted in the kernel), socket "
 		    "storage exhausted, access-log lines not written.");
 	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "access_log", NULL },
-			d->sink ? accesslog_lost_lines(d->sink) : 0);
+			d->pl.sink ? accesslog_lost_lines(d->pl.sink) : 0);
 	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "ringbuf", NULL },
 			kernel_counter(d, ML_CNT_RECORDS_LOST));
 	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "socket_storage", NULL },
 			kernel_counter(d, ML_CNT_STORAGE_FAIL));
-	metrics_render(d->metrics, e);
-	metrics_stats(d->metrics, &st);
+	metrics_render(d->pl.metrics, e);
+	metrics_stats(d->pl.metrics, &st);
 	expo_family(e, "meshlens_series", "gauge", "IP-pair series held (overflow excluded).");
 	expo_sample_u64(e, "meshlens_series", NULL, st.series);
 	expo_family(e, "meshlens_series_limit", "gauge",
@@ -328,8 +305,8 @@ static int open_sink(struct ml_daemon *d)
 		return 0;
 	if (strcmp(dest, "-"))
 		make_parent_dirs(dest);
-	d->sink = accesslog_open(dest);
-	if (!d->sink) {
+	d->pl.sink = accesslog_open(dest);
+	if (!d->pl.sink) {
 		fprintf(stderr, "meshlens: --access-log '%s': %s\n", dest, strerror(errno));
 		return 2;
 	}
@@ -350,8 +327,8 @@ static int start_metrics(struct ml_daemon *d)
 	};
 	char err[ML_ERR_LEN];
 
-	d->metrics = metrics_new(&cfg);
-	if (!d->metrics) {
+	d->pl.metrics = metrics_new(&cfg);
+	if (!d->pl.metrics) {
 		fprintf(stderr, "meshlens: metrics: %s\n", strerror(ENOMEM));
 		return 1;
 	}
@@ -401,7 +378,8 @@ static int setup_loop(struct ml_daemon *d)
 	its.it_value = its.it_interval;
 	if (timerfd_settime(d->rfd, 0, &its, NULL))
 		return -errno;
-	d->rb = ring_buffer__new(bpf_map__fd(d->bpf.skel->maps.events), handle_record, d, NULL);
+	d->rb = ring_buffer__new(bpf_map__fd(d->bpf.skel->maps.events), ml_pipeline_record, &d->pl,
+				 NULL);
 	if (!d->rb)
 		return -errno;
 	if (add_fd(d->epfd, d->sfd) || add_fd(d->epfd, d->tfd) || add_fd(d->epfd, d->rfd) ||
@@ -456,7 +434,7 @@ static int run_loop(struct ml_daemon *d)
 				if (read(d->sfd, &si, sizeof(si)) != sizeof(si))
 					continue;
 				if (si.ssi_signo == SIGHUP) {
-					if (d->sink && accesslog_reopen(d->sink))
+					if (d->pl.sink && accesslog_reopen(d->pl.sink))
 						fprintf(stderr,
 							"meshlens: reopening access log: %s\n",
 							strerror(errno));
@@ -464,7 +442,7 @@ static int run_loop(struct ml_daemon *d)
 				}
 				shutdown_and_drain(d);
 				fprintf(stderr, "meshlens: exiting on signal %u, %llu records\n",
-					si.ssi_signo, (unsigned long long)d->records);
+					si.ssi_signo, (unsigned long long)d->pl.records);
 				return 0;
 			}
 		}
@@ -519,11 +497,11 @@ static void cleanup(struct ml_daemon *d)
 		metrics_http_stop(d->http);
 	ring_buffer__free(d->rb);
 	ml_bpf_destroy(&d->bpf);
-	metrics_free(d->metrics);
+	metrics_free(d->pl.metrics);
 	expo_free(&d->expo);
 	free(d->iter_buf);
-	if (d->sink)
-		accesslog_close(d->sink);
+	if (d->pl.sink)
+		accesslog_close(d->pl.sink);
 	for (i = 0; i < d->n_cg; i++)
 		close(d->cg_fds[i]);
 	if (d->epfd >= 0)

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * pipeline - what happens to one tcp_probe_info in user space: count it,
+ * aggregate it into the metrics, and (closes and failures) format it as an
+ * access-log line into the sink's batch. Allocation-free; shared by the
+ * daemon's ringbuf/iterator callbacks and by `make bench`.
+ */
+#ifndef MESHLENS_PIPELINE_H
+#define MESHLENS_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../accesslog/accesslog.h"
+#include "../metrics/metrics.h"
+
+struct ml_pipeline {
+	struct accesslog_sink *sink; /* NULL when the access log is off */
+	struct accesslog_clock clk;  /* synced by the caller once per batch */
+	struct metrics *metrics;
+	uint64_t records;                       /* records decoded */
+	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
+};
+
+/* One record (ring_buffer_sample_fn shape); malformed ones are skipped. */
+int ml_pipeline_record(void *pipeline, void *data, size_t size);
+
+#endif /* MESHLENS_PIPELINE_H */
