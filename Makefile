@@ -24,7 +24,7 @@ DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c 
 BPF_SRCS    := bpf/meshlens.bpf.c
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit e2e vmlinux clean help
+.PHONY: all deps run test unit e2e bench vmlinux clean help
 .SECONDARY:
 
 all: $(BUILD)/meshlens $(BUILD)/mltraffic ## build the daemon and the test traffic tool
@@ -67,6 +67,13 @@ unit: all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests only
 
 e2e: all ## end-to-end tests only
 	@tests/run.sh --e2e $(BUILD)
+
+$(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c accesslog/accesslog.c \
+			  metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
+
+bench: deps all $(BUILD)/bench_pipeline ## benchmarks: overhead, BPF cost, throughput, memory, loss -> bench/results.md
+	@bench/run.sh $(BUILD)
 
 vmlinux: ## regenerate bpf/vmlinux/vmlinux.h from this kernel's BTF
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux/vmlinux.h
