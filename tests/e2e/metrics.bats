@@ -1,0 +1,568 @@
+#!/usr/bin/env bats
+# Metrics endpoint end to end: the real daemon serving Prometheus text on a
+# free loopback port, traffic from the traffic tool inside a private cgroup,
+# and every counter compared exactly with the tool's own counts (jq over
+# $T/truth.json), with the kernel's own retransmission counter, with
+# promtool, and with a real Prometheus server scraping the daemon.
+
+load helpers
+
+# --- helpers of this file ----------------------------------------------------
+
+# free_port: a loopback TCP port nothing uses, below the ephemeral range
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 12000))
+		[ -z "$(ss -Htan "( sport = :$p )")" ] && { echo "$p"; return 0; }
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# start_metrics_daemon [extra args...]: like start_daemon, but with the
+# metrics endpoint on 127.0.0.1:$MPORT (a free port); sets MPORT, MURL
+start_metrics_daemon() {
+	MPORT=$(free_port)
+	MURL=http://127.0.0.1:$MPORT
+	"$MESHLENS" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" 2>"$T/daemon.err" &
+	DAEMON_PID=$!
+	for _ in $(seq 100); do
+		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "daemon did not become ready:" >&2
+	cat "$T/daemon.err" >&2
+	return 1
+}
+
+# scrape_to FILE [curl args...]: GET /metrics into FILE; fails unless 200
+scrape_to() {
+	local f=$1 code; shift
+	code=$(curl -sS --max-time 5 -o "$f" -w '%{http_code}' "$@" "$MURL/metrics") || return 1
+	[ "$code" = 200 ] || { echo "GET /metrics: HTTP $code" >&2; return 1; }
+}
+
+# samples_in MODE FILE NAME [k="v" ...]: over the samples of metric NAME
+# whose label set contains every k="v" given, MODE sum prints the sum of
+# the values (0 when there is none), MODE count the number of samples.
+samples_in() {
+	local mode=$1 file=$2 name=$3; shift 3
+	awk -v mode="$mode" -v name="$name" -v want="$*" '
+	BEGIN { n = split(want, w, " ") }
+	/^#/ || NF == 0 { next }
+	{
+		mname = $0; sub(/[{ \t].*/, "", mname)
+		if (mname != name) next
+		rest = substr($0, length(mname) + 1); labels = ","
+		if (substr(rest, 1, 1) == "{") {
+			e = index(rest, "}")	# our label values hold no "}"
+			labels = "," substr(rest, 2, e - 2) ","
+			rest = substr(rest, e + 1)
+		}
+		for (i = 1; i <= n; i++) if (index(labels, "," w[i] ",") == 0) next
+		split(rest, f, " ")
+		sum += f[1]; cnt++
+	}
+	END { if (mode == "count") print cnt + 0; else printf "%.0f\n", sum }' "$file"
+}
+
+# metric NAME [k="v" ...]: scrape now; sum of the matching samples, 0 if absent
+metric() {
+	scrape_to "$T/scrape.txt" || return 1
+	samples_in sum "$T/scrape.txt" "$@"
+}
+
+# expect_in FILE EXPECTED NAME [k="v" ...]: the matching samples of a saved
+# scrape sum to EXPECTED; says what differs otherwise
+expect_in() {
+	local file=$1 want=$2 got; shift 2
+	got=$(samples_in sum "$file" "$@")
+	[ "$got" = "$want" ] && return 0
+	echo "$1{${*:2}}: got $got, want $want; samples of $1:" >&2
+	grep -E "^$1[{ ]" "$file" >&2
+	return 1
+}
+
+# wait_metric EXPECTED NAME [k="v" ...]: poll /metrics (up to 5 s: records
+# reach the daemon every drain interval) until the sum is EXPECTED
+wait_metric() {
+	local want=$1 got=""; shift
+	for _ in $(seq 50); do
+		got=$(metric "$@") && [ "$got" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "after 5 s: $1{${*:2}} is '$got', want $want" >&2
+	grep -E "^$1[{ ]" "$T/scrape.txt" >&2
+	return 1
+}
+
+# truth_sum FIELD: sum of FIELD over the ground truth's "conn" lines
+truth_sum() {
+	jq -s --arg f "$1" 'map(select(.event == "conn") | .[$f]) | add // 0' "$T/truth.json"
+}
+
+# truth_port: the one server port of the ground truth's connections
+truth_port() {
+	jq -s -r 'map(select(.event == "conn") | .dst_port) | unique
+	          | if length == 1 then .[0] else error("ports: \(.)") end' "$T/truth.json"
+}
+
+# pair SRC DST PORT DIRECTION: the label matchers of one IP-pair series
+pair() {
+	echo "direction=\"$4\" src_ip=\"$1\" dst_ip=\"$2\" dst_port=\"$3\""
+}
+
+# promtool_ok FILE: promtool accepts the exposition with no warning at all
+promtool_ok() {
+	local out rc
+	out=$(promtool check metrics <"$1" 2>&1)
+	rc=$?
+	[ "$rc" = 0 ] && [ -z "$out" ] && return 0
+	echo "promtool check metrics: exit $rc: $out" >&2
+	cat "$1" >&2
+	return 1
+}
+
+# header FILE NAME: value of response header NAME (case-insensitive) in a curl -D dump
+header() {
+	tr -d '\r' <"$1" | awk -v n="$2" 'tolower(substr($0, 1, length(n) + 1)) == tolower(n) ":" {
+		v = substr($0, length(n) + 2); sub(/^[ \t]+/, "", v); print v }'
+}
+
+# bg CMD...: run a shell function or command in the background, killed in teardown
+bg() {
+	"$@" &
+	BG_PIDS+=("$!")
+	BG_LAST=$!
+}
+
+# traffic_bg ARGS...: `traffic` in the background; sets TOOL (wait "$TOOL" for it)
+traffic_bg() {
+	bg traffic "$@"
+	TOOL=$BG_LAST
+}
+
+setup() {
+	ml_setup
+	BG_PIDS=()
+	PROM_PID=""
+	MPORT=""
+}
+
+teardown() {
+	local p
+	if [ -n "${PROM_PID:-}" ]; then
+		kill -TERM "$PROM_PID" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$PROM_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$PROM_PID" 2>/dev/null || true
+		wait "$PROM_PID" 2>/dev/null || true
+	fi
+	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	# every traffic tool (client and forked server) runs in the private cgroup
+	if [ -n "${CG:-}" ] && [ -e "$CG/cgroup.kill" ]; then
+		echo 1 >"$CG/cgroup.kill" 2>/dev/null || true
+	fi
+	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	ml_teardown
+}
+
+# --- exposition format ---------------------------------------------------------
+
+@test "/metrics without traffic: 200, text format 0.0.4, promtool accepts it silently" {
+	start_metrics_daemon
+	curl -sS --max-time 5 -D "$T/headers" -o "$T/body" "$MURL/metrics"
+	[ "$(head -1 "$T/headers" | awk '{ print $2 }')" = 200 ]
+	[ "$(header "$T/headers" content-type)" = "text/plain; version=0.0.4; charset=utf-8" ]
+	[ -s "$T/body" ]
+	promtool_ok "$T/body"
+}
+
+@test "/metrics after traffic (connections, refused connects, IPv6): promtool accepts it silently" {
+	start_metrics_daemon
+	traffic many 127.0.0.1 10 --base-bytes 500
+	traffic pairs ::1 123:4567 0:1
+	closed=$(free_port)
+	traffic connect 127.0.0.1 "$closed"
+	[ "$(jq -r 'select(.event == "connect") | .outcome' "$T/truth.json")" = refused ]
+	wait_metric 12 meshlens_tcp_connections_closed_total 'direction="outbound"'
+	wait_metric 1 meshlens_tcp_connections_failed_total 'direction="outbound"'
+	scrape_to "$T/body"
+	promtool_ok "$T/body"
+	# every per-pair metric is a documented counter with exactly the four labels
+	for m in opened closed failed; do
+		grep -qx "# TYPE meshlens_tcp_connections_${m}_total counter" "$T/body"
+		grep -q "^# HELP meshlens_tcp_connections_${m}_total " "$T/body"
+	done
+	for m in sent_bytes received_bytes retransmits; do
+		grep -qx "# TYPE meshlens_tcp_${m}_total counter" "$T/body"
+		grep -q "^# HELP meshlens_tcp_${m}_total " "$T/body"
+	done
+	[ "$(grep -c '^meshlens_tcp_' "$T/body")" -gt 0 ]
+	run awk '/^meshlens_tcp_/ {
+	           l = $0; sub(/^[^{]*\{/, "", l); sub(/\}.*/, "", l)
+	           n = split(l, kv, ","); split("", seen); good = 0
+	           for (i = 1; i <= n; i++) {
+	             k = kv[i]; sub(/=.*/, "", k)
+	             if (k == "") continue
+	             if (k in seen || k !~ /^(direction|src_ip|dst_ip|dst_port)$/) { good = -9; break }
+	             seen[k] = 1; good++
+	           }
+	           if (good != 4) print }' "$T/body"
+	[ -z "$output" ]
+}
+
+# --- per IP pair counters ---------------------------------------------------------
+
+@test "per-IP-pair counters equal the traffic tool's counts, once per direction" {
+	start_metrics_daemon
+	traffic many 127.0.0.1 25 --base-bytes 1000
+	n=$(count_truth conn)
+	[ "$n" = 25 ]
+	port=$(truth_port)
+	wait_metric "$n" meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	wait_metric "$n" meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$port" inbound)
+	scrape_to "$T/m"
+	out=$(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	in=$(pair 127.0.0.1 127.0.0.1 "$port" inbound)
+	for s in "$out" "$in"; do
+		expect_in "$T/m" "$n" meshlens_tcp_connections_opened_total $s
+		expect_in "$T/m" "$n" meshlens_tcp_connections_closed_total $s
+		expect_in "$T/m" 0 meshlens_tcp_connections_failed_total $s
+		expect_in "$T/m" 0 meshlens_tcp_retransmits_total $s
+	done
+	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total $out
+	expect_in "$T/m" "$(truth_sum client_received)" meshlens_tcp_received_bytes_total $out
+	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total $in
+	expect_in "$T/m" "$(truth_sum server_received)" meshlens_tcp_received_bytes_total $in
+	# one series per direction; dst_port is the server's port, never a client port
+	[ "$(samples_in count "$T/m" meshlens_tcp_connections_closed_total)" = 2 ]
+	[ "$(samples_in count "$T/m" meshlens_tcp_sent_bytes_total)" = 2 ]
+	run grep -oE '^meshlens_tcp_[a-z_]+\{[^}]*' "$T/m"
+	[ "$(grep -oE 'dst_port="[0-9]+"' <<<"$output" | sort -u)" = "dst_port=\"$port\"" ]
+	# the access log agrees connection by connection
+	wait_records $((2 * n))
+	check_conns
+}
+
+@test "IPv6 pairs are labelled with IPv6 addresses; v4-mapped sockets count as IPv4" {
+	start_metrics_daemon
+	traffic pairs ::1 123:4567 0:1 1:0
+	p6=$(truth_port)
+	traffic pairs ::ffff:127.0.0.1 777:8888
+	p4=$(jq -s 'map(select(.event == "conn"))[-1].dst_port' "$T/truth.json")
+	wait_metric 3 meshlens_tcp_connections_closed_total $(pair ::1 ::1 "$p6" outbound)
+	wait_metric 1 meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$p4" inbound)
+	scrape_to "$T/m"
+	expect_in "$T/m" 124 meshlens_tcp_sent_bytes_total $(pair ::1 ::1 "$p6" outbound)
+	expect_in "$T/m" 4568 meshlens_tcp_received_bytes_total $(pair ::1 ::1 "$p6" outbound)
+	expect_in "$T/m" 4568 meshlens_tcp_sent_bytes_total $(pair ::1 ::1 "$p6" inbound)
+	expect_in "$T/m" 777 meshlens_tcp_sent_bytes_total $(pair 127.0.0.1 127.0.0.1 "$p4" outbound)
+	expect_in "$T/m" 8888 meshlens_tcp_received_bytes_total $(pair 127.0.0.1 127.0.0.1 "$p4" outbound)
+	run grep -c ffff "$T/m"
+	[ "$output" = 0 ]
+	# the spec values above are the tool's counts
+	[ "$(jq -s 'map(select(.event == "conn" and .dst_addr == "::1") | .client_sent) | add' "$T/truth.json")" = 124 ]
+}
+
+@test "refused connects count in failed_total (outbound) only" {
+	start_metrics_daemon
+	port=$(free_port)
+	for _ in 1 2 3; do traffic connect 127.0.0.1 "$port"; done
+	n=$(jq -s 'map(select(.event == "connect" and .outcome == "refused")) | length' "$T/truth.json")
+	[ "$n" = 3 ]
+	s=$(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	wait_metric "$n" meshlens_tcp_connections_failed_total $s
+	scrape_to "$T/m"
+	expect_in "$T/m" 0 meshlens_tcp_connections_opened_total
+	expect_in "$T/m" 0 meshlens_tcp_connections_closed_total
+	expect_in "$T/m" 0 meshlens_tcp_sent_bytes_total $s
+	expect_in "$T/m" 0 meshlens_tcp_received_bytes_total $s
+	expect_in "$T/m" "$n" meshlens_tcp_connections_failed_total
+	expect_in "$T/m" 0 meshlens_tcp_connections_failed_total 'direction="inbound"'
+}
+
+@test "opened counts at establishment, closed when the connection closes" {
+	start_metrics_daemon
+	traffic_bg pairs 127.0.0.1 100:200 --hold-ms 3000
+	out='direction="outbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
+	in='direction="inbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
+	seen=""
+	for _ in $(seq 25); do
+		if scrape_to "$T/m" && [ "$(samples_in sum "$T/m" meshlens_tcp_connections_opened_total $out)" = 1 ] &&
+		   [ "$(samples_in sum "$T/m" meshlens_tcp_connections_opened_total $in)" = 1 ]; then
+			seen=1; break
+		fi
+		sleep 0.1
+	done
+	# the tool still holds the connection: that scrape saw it open
+	kill -0 "$TOOL"
+	[ -n "$seen" ] || { cat "$T/m" >&2; false; }
+	expect_in "$T/m" 0 meshlens_tcp_connections_closed_total
+	wait "$TOOL"
+	[ "$(count_truth conn)" = 1 ]
+	port=$(truth_port)
+	wait_metric 1 meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	wait_metric 1 meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$port" inbound)
+	scrape_to "$T/m"
+	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $(pair 127.0.0.1 127.0.0.1 "$port" inbound)
+	expect_in "$T/m" 2 meshlens_tcp_connections_opened_total
+}
+
+@test "bytes of an open connection advance while it is open, exact after close (no double count)" {
+	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
+	start_metrics_daemon -c "$T/c.json"
+	c=5000000 s=7000000
+	traffic_bg pairs 127.0.0.1 "$c:$s" --hold-ms 3000
+	out='direction="outbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
+	in='direction="inbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
+	seen=""
+	for _ in $(seq 25); do
+		if scrape_to "$T/m" &&
+		   [ "$(samples_in sum "$T/m" meshlens_tcp_sent_bytes_total $out)" = "$c" ] &&
+		   [ "$(samples_in sum "$T/m" meshlens_tcp_received_bytes_total $out)" = "$s" ] &&
+		   [ "$(samples_in sum "$T/m" meshlens_tcp_sent_bytes_total $in)" = "$s" ] &&
+		   [ "$(samples_in sum "$T/m" meshlens_tcp_received_bytes_total $in)" = "$c" ]; then
+			seen=1; break
+		fi
+		sleep 0.1
+	done
+	kill -0 "$TOOL"		# still open when that scrape was taken
+	[ -n "$seen" ] || { echo "live bytes never reached $c/$s:" >&2; grep bytes "$T/m" >&2; false; }
+	expect_in "$T/m" 0 meshlens_tcp_connections_closed_total
+	wait "$TOOL"
+	port=$(truth_port)
+	o=$(pair 127.0.0.1 127.0.0.1 "$port" outbound)
+	i=$(pair 127.0.0.1 127.0.0.1 "$port" inbound)
+	wait_metric 1 meshlens_tcp_connections_closed_total $o
+	wait_metric 1 meshlens_tcp_connections_closed_total $i
+	# a few refresh intervals later nothing was counted twice
+	sleep 0.6
+	scrape_to "$T/m"
+	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total $o
+	expect_in "$T/m" "$(truth_sum client_received)" meshlens_tcp_received_bytes_total $o
+	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total $i
+	expect_in "$T/m" "$(truth_sum server_received)" meshlens_tcp_received_bytes_total $i
+	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total 'direction="outbound"'
+	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total 'direction="inbound"'
+}
+
+@test "retransmissions (random drops in a test namespace) equal the namespace's TcpRetransSegs" {
+	ns=mlrtx$$; NETNS+=("$ns")
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	ip -n "$ns" addr add 10.213.0.1/32 dev lo
+	retrans() { ip netns exec "$ns" nstat -az TcpRetransSegs | awk '$1 == "TcpRetransSegs" { print $2 }'; }
+	start_metrics_daemon
+	before=$(retrans)
+	ip netns exec "$ns" iptables -A OUTPUT -p tcp -m statistic --mode random --probability 0.1 -j DROP
+	bg traffic_in_netns "$ns" --max-seconds 20 many 10.213.0.1 30 --base-bytes 20000
+	tool=$BG_LAST
+	# drop for up to 3 s, then let every connection finish
+	for _ in $(seq 30); do kill -0 "$tool" 2>/dev/null || break; sleep 0.1; done
+	ip netns exec "$ns" iptables -F OUTPUT
+	wait "$tool"
+	[ "$(jq -s 'map(select(.event == "conn" and .outcome == "ok")) | length' "$T/truth.json")" = 30 ]
+	# no socket left that could still retransmit (TIME-WAIT sockets do not)
+	for _ in $(seq 100); do
+		[ -z "$(ip netns exec "$ns" ss -Htan exclude time-wait exclude listening)" ] && break
+		sleep 0.1
+	done
+	[ -z "$(ip netns exec "$ns" ss -Htan exclude time-wait exclude listening)" ]
+	delta=$(($(retrans) - before))
+	echo "TcpRetransSegs delta: $delta"
+	[ "$delta" -gt 0 ]
+	wait_metric "$delta" meshlens_tcp_retransmits_total
+	port=$(truth_port)
+	scrape_to "$T/m"
+	expect_in "$T/m" 30 meshlens_tcp_connections_closed_total $(pair 10.213.0.1 10.213.0.1 "$port" outbound)
+	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total $(pair 10.213.0.1 10.213.0.1 "$port" outbound)
+	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total $(pair 10.213.0.1 10.213.0.1 "$port" inbound)
+	# stable: a second look a few drain intervals later agrees
+	sleep 0.3
+	[ "$(metric meshlens_tcp_retransmits_total)" = "$delta" ]
+}
+
+# --- self metrics --------------------------------------------------------------
+
+@test "self metrics: events, lost events, hook per feature, build info, series, scrape duration" {
+	start_metrics_daemon
+	traffic many 127.0.0.1 5
+	wait_metric 5 meshlens_tcp_connections_closed_total 'direction="inbound"'
+	scrape_to "$T/m"
+	# events by source: present and counting; lost events: present and 0
+	[ "$(samples_in count "$T/m" meshlens_events_total)" -ge 1 ]
+	grep -qE '^meshlens_events_total\{source="[^"]+"\} ' "$T/m"
+	[ "$(samples_in sum "$T/m" meshlens_events_total)" -gt 0 ]
+	[ "$(samples_in count "$T/m" meshlens_events_lost_total)" -ge 1 ]
+	grep -qE '^meshlens_events_lost_total\{source="[^"]+"\} ' "$T/m"
+	[ -z "$(awk '/^meshlens_events_lost_total[{ ]/ && $NF != 0' "$T/m")" ]
+	# every feature --probe names has its hook_info series, value 1
+	run "$MESHLENS" --probe
+	[ "$status" = 0 ]
+	while read -r feature hook _; do
+		expect_in "$T/m" 1 meshlens_hook_info "feature=\"$feature\"" "hook=\"$hook\""
+		[ "$(samples_in count "$T/m" meshlens_hook_info "feature=\"$feature\"")" = 1 ]
+	done <<<"$output"
+	[ -z "$(awk '/^meshlens_hook_info[{ ]/ && $NF != 1' "$T/m")" ]
+	# build info carries the version -V prints
+	version=$("$MESHLENS" -V | awk '{ print $NF }')
+	expect_in "$T/m" 1 meshlens_build_info "version=\"$version\""
+	[ "$(samples_in count "$T/m" meshlens_build_info)" = 1 ]
+	# series gauge(s) and the scrape duration gauge
+	grep -qE '^# TYPE meshlens_series[a-z_]* gauge$' "$T/m"
+	grep -qE '^meshlens_series[a-z_]*(\{[^}]*\})? [0-9]' "$T/m"
+	grep -qx '# TYPE meshlens_scrape_duration_seconds gauge' "$T/m"
+	d=$(awk '$1 == "meshlens_scrape_duration_seconds" { print $2 }' "$T/m")
+	awk -v d="$d" 'BEGIN { exit !(d != "" && d + 0 >= 0 && d + 0 < 5) }'
+}
+
+# --- HTTP behaviour --------------------------------------------------------------
+
+@test "/healthz, landing page, 404, and malformed requests do not hurt the daemon" {
+	start_metrics_daemon
+	# healthy as soon as ready was printed
+	[ "$(curl -s --max-time 5 -o "$T/h" -w '%{http_code}' "$MURL/healthz")" = 200 ]
+	[ "$(tr -d '\r\n' <"$T/h")" = ok ]
+	# landing page links to both endpoints
+	[[ "$(curl -s --max-time 5 -o "$T/index" -w '%{http_code} %{content_type}' "$MURL/")" == "200 text/html"* ]]
+	grep -qiE "href=[\"']?[^\"' >]*/?metrics[\"' >]" "$T/index"
+	grep -qiE "href=[\"']?[^\"' >]*/?healthz[\"' >]" "$T/index"
+	[ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$MURL/nope")" = 404 ]
+	# garbage gets an answer or a closed connection, never a hang
+	run timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "GARBAGE\r\n\r\n" >&3; cat <&3' _ "$MPORT"
+	echo "garbage request: status $status, answer: $output"
+	[ "$status" != 124 ]
+	run timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; head -c 20000 /dev/urandom >&3; cat <&3' _ "$MPORT"
+	[ "$status" != 124 ]
+	run timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "GET /metrics HTTP/1.1\r\nHost: x" >&3; exec 3>&-' _ "$MPORT"
+	[ "$status" = 0 ]
+	# an idle client with half a request does not block the others
+	exec {idle}<>"/dev/tcp/127.0.0.1/$MPORT"
+	printf 'GET /metrics HTTP/1.1\r\n' >&"$idle"
+	kill -0 "$DAEMON_PID"
+	[ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$MURL/healthz")" = 200 ]
+	scrape_to "$T/m"
+	exec {idle}>&-
+	# and it keeps logging and counting
+	traffic many 127.0.0.1 3
+	wait_records 6
+	check_conns
+	wait_metric 3 meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$(truth_port)" outbound)
+	kill -0 "$DAEMON_PID"
+}
+
+@test "gzip: the compressed body is the plain body" {
+	start_metrics_daemon
+	traffic many 127.0.0.1 10
+	wait_metric 10 meshlens_tcp_connections_closed_total 'direction="inbound"'
+	scrape_to "$T/plain"
+	scrape_to "$T/body.gz" -H 'Accept-Encoding: gzip' -D "$T/headers"
+	[ "$(header "$T/headers" content-encoding)" = gzip ]
+	[ "$(header "$T/headers" content-type)" = "text/plain; version=0.0.4; charset=utf-8" ]
+	gunzip -c <"$T/body.gz" >"$T/unzipped"
+	# values that change per scrape (the scrape's own duration/count) are blanked
+	norm() { awk '!/^#/ && $1 ~ /scrape|^process_/ { $NF = "X" } { print }' "$1"; }
+	diff <(norm "$T/plain") <(norm "$T/unzipped")
+	promtool_ok "$T/unzipped"
+	# curl's own decoding agrees too
+	scrape_to "$T/compressed" --compressed
+	diff <(norm "$T/plain") <(norm "$T/compressed")
+	# a client that does not accept gzip never gets it
+	curl -sS --max-time 5 -D "$T/h2" -o /dev/null "$MURL/metrics"
+	[ -z "$(header "$T/h2" content-encoding)" ]
+}
+
+@test "50 concurrent scrapes while traffic flows: all 200, and no record lost" {
+	start_metrics_daemon
+	traffic_bg many 127.0.0.1 300 --interval-ms 3
+	pids=()
+	for i in $(seq 50); do
+		(for _ in 1 2 3 4; do
+			curl -s --max-time 10 -o /dev/null -w '%{http_code} %{size_download}\n' "$MURL/metrics"
+		done >"$T/codes.$i") &
+		pids+=("$!")
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	wait "$TOOL"
+	cat "$T"/codes.* >"$T/codes"
+	[ "$(wc -l <"$T/codes")" = 200 ]
+	[ "$(awk '$1 == 200 && $2 > 0' "$T/codes" | wc -l)" = 200 ] || { sort "$T/codes" | uniq -c >&2; false; }
+	n=$(count_truth conn)
+	[ "$n" = 300 ]
+	wait_records $((2 * n))
+	check_conns
+	wait_metric "$n" meshlens_tcp_connections_closed_total $(pair 127.0.0.1 127.0.0.1 "$(truth_port)" outbound)
+	wait_metric "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total 'direction="inbound"'
+}
+
+# --- start-up -----------------------------------------------------------------------
+
+@test "-m off serves nothing" {
+	default_free=""
+	[ -z "$(ss -Htan '( sport = :2112 )')" ] && default_free=1
+	start_daemon	# passes -m off
+	# the daemon listens on no TCP port at all
+	[ -z "$(ss -Htlnp | grep "pid=$DAEMON_PID,")" ]
+	if [ -n "$default_free" ]; then
+		run curl -s --max-time 5 http://127.0.0.1:2112/metrics
+		[ "$status" = 7 ]	# connection refused
+	fi
+	traffic many 127.0.0.1 2
+	wait_records 4
+	check_conns
+}
+
+@test "metrics port already in use: exit 2, one line naming the address, nothing attached" {
+	port=$(free_port)
+	bg "$MLTRAFFIC" serve 127.0.0.1 "$port" >"$T/serve.json"
+	for _ in $(seq 50); do grep -q listening "$T/serve.json" && break; sleep 0.1; done
+	[ "$(jq -r .port "$T/serve.json")" = "$port" ]
+	run timeout 10 "$MESHLENS" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$port"
+	echo "status=$status output=$output"
+	[ "$status" = 2 ]
+	[ "${#lines[@]}" = 1 ]
+	[[ "$output" == *"127.0.0.1:$port"* ]]
+	[ -z "$(bpftool cgroup show "$CG")" ]
+	# the other listener is untouched
+	[ -n "$(ss -Htln "( sport = :$port )")" ]
+}
+
+# --- a real Prometheus ---------------------------------------------------------------
+
+@test "a real Prometheus server scrapes meshlens" {
+	command -v prometheus >/dev/null || { echo "prometheus is not installed (make deps)" >&2; false; }
+	start_metrics_daemon
+	promport=$(free_port)
+	sed "s/@TARGET@/127.0.0.1:$MPORT/" "$BATS_TEST_DIRNAME/prometheus.yml.in" >"$T/prometheus.yml"
+	promtool check config "$T/prometheus.yml" >/dev/null
+	prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/prom" \
+	  --web.listen-address="127.0.0.1:$promport" >"$T/prometheus.log" 2>&1 &
+	PROM_PID=$!
+	PROMURL=http://127.0.0.1:$promport
+	for _ in $(seq 100); do curl -sf "$PROMURL/-/ready" >/dev/null && break; sleep 0.1; done
+	curl -sf "$PROMURL/-/ready" >/dev/null || { cat "$T/prometheus.log" >&2; false; }
+	traffic many 127.0.0.1 20 --base-bytes 300
+	n=$(count_truth conn)
+	# query EXPR: the value of a one-element instant vector, "" if none
+	query() {
+		curl -s --max-time 5 "$PROMURL/api/v1/query" --data-urlencode "query=$1" |
+		  jq -r 'if .status == "success" and (.data.result | length) == 1
+		         then .data.result[0].value[1] else "" end'
+	}
+	got=""
+	for _ in $(seq 100); do
+		got=$(query 'sum(meshlens_tcp_connections_closed_total{direction="outbound"})')
+		[ "$got" = "$n" ] && break
+		sleep 0.2
+	done
+	[ "$got" = "$n" ] || { echo "Prometheus says '$got', want $n" >&2; cat "$T/prometheus.log" >&2; false; }
+	[ "$(query 'up{job="meshlens"}')" = 1 ]
+	[ "$(query 'sum(meshlens_tcp_received_bytes_total{direction="inbound"})')" = "$(truth_sum server_received)" ]
+	[ "$(query "sum(meshlens_tcp_connections_opened_total{direction=\"outbound\",dst_port=\"$(truth_port)\"})")" = "$n" ]
+	# Prometheus found nothing to complain about in the scrapes
+	run grep -iE 'level=(warn|error).*(scrape|meshlens)' "$T/prometheus.log"
+	[ "$status" = 1 ]
+}
