@@ -42,7 +42,7 @@
 #include "http.h"
 
 #define SCRAPE_WAIT_SEC 5		/* how long a scrape gives the loop to render */
-#define STOP_DRAIN_NSEC 1000000000L	/* how long stop lets waiters send their 503 */
+#define STOP_DRAIN_SEC 1		/* how long stop lets waiters send their 503 */
 #define MAX_CONNECTIONS 128		/* also the bound on MHD's threads */
 #define IDLE_TIMEOUT_SEC 10
 #define CONNECTION_MEMORY (32 * 1024)	/* bounds request line + headers */
@@ -59,9 +59,15 @@ static const char landing_page[] =
 	"<li><a href=\"/healthz\">/healthz</a></li>\n"
 	"</ul></body></html>\n";
 
-/* One published body: immutable, shared by every response serving it. */
+/*
+ * One published body: immutable, shared by every response serving it. The
+ * count lives under h->lock, where scrapes take their reference anyway; a
+ * mutex rather than an atomic also lets helgrind check the hand-over to the
+ * last owner.
+ */
 struct snapshot {
-	atomic_uint refs;
+	struct metrics_http *h;
+	unsigned int refs;
 	char *text;
 	size_t len;
 	pthread_mutex_t gz_lock;	/* the first gzip scrape compresses, the others wait */
@@ -87,8 +93,11 @@ struct metrics_http {
 
 	pthread_mutex_t log_lock;
 	bool starting;
-	char start_err[128];		/* MHD's first complaint while starting */
+	char start_err[128];		/* MHD's last complaint while starting */
 };
+
+/* What a request's req_cls points to: its headers were seen; it is counted in inflight. */
+static char req_seen, req_waiting;
 
 union sockaddr_any {
 	struct sockaddr sa;
@@ -96,16 +105,25 @@ union sockaddr_any {
 	struct sockaddr_in6 in6;
 };
 
-static void snapshot_put(void *cls)
+static void snapshot_free(struct snapshot *s)
 {
-	struct snapshot *s = cls;
-
-	if (atomic_fetch_sub(&s->refs, 1) != 1)
-		return;
 	pthread_mutex_destroy(&s->gz_lock);
 	free(s->gz);
 	free(s->text);
 	free(s);
+}
+
+/* MHD's free callback of a response serving s. */
+static void snapshot_put(void *cls)
+{
+	struct snapshot *s = cls;
+	bool last;
+
+	pthread_mutex_lock(&s->h->lock);
+	last = --s->refs == 0;
+	pthread_mutex_unlock(&s->h->lock);
+	if (last)
+		snapshot_free(s);
 }
 
 static unsigned char *gzip(const char *in, size_t len, size_t *out_len)
@@ -334,17 +352,18 @@ static enum MHD_Result serve_metrics(struct metrics_http *h, struct MHD_Connecti
 		ticket = ++h->requested;
 		/* Counted until MHD reports the request complete, so stop can drain it. */
 		h->inflight++;
-		*req_cls = h;
+		*req_cls = &req_waiting;
 		notify_loop(h->efd);
 		while (h->published_gen < ticket && !h->stopping) {
-			if (pthread_cond_timedwait(&h->published, &h->lock, &deadline) == ETIMEDOUT) {
+			if (pthread_cond_timedwait(&h->published, &h->lock, &deadline) ==
+			    ETIMEDOUT) {
 				why = "snapshot timeout\n";
 				break;
 			}
 		}
 		if (h->published_gen >= ticket) {
 			s = h->current;
-			atomic_fetch_add(&s->refs, 1);
+			s->refs++;
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -354,7 +373,12 @@ static enum MHD_Result serve_metrics(struct metrics_http *h, struct MHD_Connecti
 	return reply_snapshot(c, s);
 }
 
-/* Called once per request, after its headers: every route answers right away. */
+/*
+ * MHD calls this once with the headers, then per chunk of body, then once
+ * more with none left. GET and HEAD are answered on that last call: a
+ * response queued earlier makes MHD drop the keep-alive. Other methods are
+ * refused at once; MHD then closes rather than read an upload nobody wants.
+ */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
 			      size_t *upload_data_size, void **req_cls)
@@ -363,10 +387,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 	(void)version;
 	(void)upload_data;
-	(void)upload_data_size;
 
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text_type, "method not allowed\n");
+	if (!*req_cls) {
+		*req_cls = &req_seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		*upload_data_size = 0;	/* a body on GET means nothing here */
+		return MHD_YES;
+	}
 	/* MHD has already split off the query string. */
 	if (strcmp(url, "/metrics") == 0)
 		return serve_metrics(h, c, req_cls);
@@ -385,7 +416,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
 	(void)c;
 	(void)toe;
-	if (!*req_cls)
+	if (*req_cls != &req_waiting)
 		return;
 	*req_cls = NULL;
 	pthread_mutex_lock(&h->lock);
@@ -395,16 +426,16 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
 }
 
 /*
- * MHD explains start-up failures only through its logger, so keep the first
- * message while starting; afterwards stay quiet: what a client sends must
- * never reach the daemon's stderr.
+ * MHD explains start-up failures only through its logger, and logs the reason
+ * last, so keep the latest message while starting. Afterwards stay quiet:
+ * what a client sends must never reach the daemon's stderr.
  */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct metrics_http *h = cls;
 
 	pthread_mutex_lock(&h->log_lock);
-	if (h->starting && !h->start_err[0]) {
+	if (h->starting) {
 		vsnprintf(h->start_err, sizeof(h->start_err), fmt, ap);
 		h->start_err[strcspn(h->start_err, "\n")] = '\0';
 	}
@@ -418,16 +449,16 @@ static int parse_port(const char *s, in_port_t *port)
 	unsigned long v = 0;
 
 	if (!*s)
-		return -1;
+		return -EINVAL;
 	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
-			return -1;
+			return -EINVAL;
 		v = v * 10 + (*s - '0');
 		if (v > 65535)
-			return -1;
+			return -EINVAL;
 	}
 	if (!v)
-		return -1;
+		return -EINVAL;
 	*port = htons(v);
 	return 0;
 }
@@ -481,10 +512,11 @@ static const char *parse_addr(const char *addr, union sockaddr_any *sa, socklen_
 
 /* ---- life cycle ---- */
 
+/* MHD is stopped (or never ran): no response holds a snapshot any more. */
 static void free_all(struct metrics_http *h)
 {
 	if (h->current)
-		snapshot_put(h->current);
+		snapshot_free(h->current);
 	if (h->efd >= 0)
 		close(h->efd);
 	pthread_mutex_destroy(&h->log_lock);
@@ -536,7 +568,7 @@ struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errl
 		snprintf(err, errlen, "metrics address %s: socket: %s", addr, strerror(errno));
 		goto cleanup;
 	}
-	/* A restart must not fail on the last run's TIME_WAIT sockets; a live listener still does. */
+	/* A restart must not fail on the last run's TIME_WAIT sockets; a live listener does. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, &sa.sa, salen) || listen(fd, SOMAXCONN)) {
 		snprintf(err, errlen, "metrics address %s: %s", addr, strerror(errno));
@@ -607,19 +639,22 @@ void metrics_http_publish(struct metrics_http *h, char *body, size_t len)
 		free(body);
 		return;
 	}
-	atomic_init(&s->refs, 1);
+	pthread_mutex_init(&s->gz_lock, NULL);
+	s->h = h;
+	s->refs = 1;
 	s->text = body;
 	s->len = len;
-	pthread_mutex_init(&s->gz_lock, NULL);
 
 	pthread_mutex_lock(&h->lock);
 	old = h->current;
+	if (old && --old->refs)
+		old = NULL;	/* responses still serve it; the last one frees it */
 	h->current = s;
 	h->published_gen = h->render_gen;
 	pthread_cond_broadcast(&h->published);
 	pthread_mutex_unlock(&h->lock);
 	if (old)
-		snapshot_put(old);
+		snapshot_free(old);
 }
 
 void metrics_http_set_ready(struct metrics_http *h, bool ready)
@@ -634,9 +669,7 @@ void metrics_http_stop(struct metrics_http *h)
 	if (!h)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += STOP_DRAIN_NSEC;
-	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-	deadline.tv_nsec %= 1000000000L;
+	deadline.tv_sec += STOP_DRAIN_SEC;
 
 	/*
 	 * Release the waiting scrapes and give them a moment to send their 503:

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * http - the metrics/health endpoint (libmicrohttpd, its own thread).
+ * http - the metrics/health endpoint (libmicrohttpd, a thread per connection,
+ * at most 128).
  *
  * The HTTP thread never touches metric state. A scrape asks the event loop
  * for a fresh snapshot through an eventfd, waits (bounded) until the loop
  * publishes one, and serves that immutable, reference-counted body. All
  * scrapes waiting at the same time share one render. Slow clients only
- * ever cost the HTTP thread, never the loop.
+ * ever cost HTTP threads, never the loop.
  *
  * Routes: /metrics (text format 0.0.4, gzip when accepted), /healthz
  * (200 "ok" once ready, 503 before), / (landing page), else 404.
