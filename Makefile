@@ -12,7 +12,10 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wmissing-field-initializers -Werror=undef \
 	    -I. -I$(BUILD) -DMESHLENS_VERSION='"$(VERSION)"'
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/vmlinux -Ibpf
-LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread
+NL_CFLAGS := $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
+NL_LIBS   := $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 2>/dev/null)
+CFLAGS   += $(NL_CFLAGS)
+LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread $(NL_LIBS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -20,14 +23,15 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c cgroup/cgroup.c accesslog/accesslog.c \
-	       metrics/metrics.c metrics/expo.c metrics/http.c
+	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
+	       drops/diagnose.c
 BPF_SRCS    := bpf/meshlens.bpf.c
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps run test unit e2e bench vmlinux clean help
 .SECONDARY:
 
-all: $(BUILD)/meshlens $(BUILD)/mltraffic ## build the daemon and the test traffic tool
+all: $(BUILD)/meshlens $(BUILD)/mltraffic $(BUILD)/mlpkt ## build the daemon and the test traffic tools
 
 deps: ## install missing Debian packages (idempotent)
 	@deploy/install-deps.sh
@@ -35,7 +39,7 @@ deps: ## install missing Debian packages (idempotent)
 $(BUILD) $(BUILD)/tests:
 	@mkdir -p $@
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c bpf/probe.h bpf/vmlinux/vmlinux.h | $(BUILD)
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) bpf/vmlinux/vmlinux.h | $(BUILD)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
@@ -44,7 +48,7 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 $(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BUILD)/meshlens.skel.h
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRCS) $(LDLIBS)
 
-$(BUILD)/mltraffic: tests/tools/mltraffic.c | $(BUILD)
+$(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
@@ -53,6 +57,8 @@ $(BUILD)/tests/test_options: daemon/options.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
 $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c
 $(BUILD)/tests/test_http: metrics/http.c
+$(BUILD)/tests/test_reasons: drops/reasons.c
+$(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 

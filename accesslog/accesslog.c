@@ -361,10 +361,13 @@ static const char *direction_name(unsigned int direction)
 }
 
 /* The line is NUL-terminated too; the returned length does not count it. */
+static accesslog_reason_fn reason_namer;
+static void *reason_ctx;
+
 int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 		     char *buf, size_t len)
 {
-	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN];
+	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN], rn[64];
 	struct jw w;
 
 	jw_init(&w, buf, len);
@@ -399,6 +402,104 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 	jw_num(&w, "lost", r->lost_out);
 	jw_text(&w, "state", accesslog_state_name(r->state));
 	jw_num(&w, "sock_cookie", r->sock_cookie);
+	if (r->flags & ML_F_DROPS) {
+		jw_num(&w, "drops", r->drops);
+		if (r->drops)
+			jw_text(&w, "last_drop_reason",
+				reason_namer ? reason_namer(reason_ctx, r->last_drop_reason, rn,
+							    sizeof(rn))
+					     : "UNKNOWN");
+	}
+	jw_lit(&w, "}\n");
+	return jw_end(&w);
+}
+
+void accesslog_set_reason_namer(accesslog_reason_fn fn, void *ctx)
+{
+	reason_namer = fn;
+	reason_ctx = ctx;
+}
+
+static const char *l4_name(unsigned int proto)
+{
+	switch (proto) {
+	case 6:
+		return "tcp";
+	case 17:
+		return "udp";
+	case 1:
+		return "icmp";
+	case 58:
+		return "icmpv6";
+	case 132:
+		return "sctp";
+	default:
+		return "other";
+	}
+}
+
+/* "SYN|ACK": the flags of TCP's header byte 13, lowest bit first */
+static void tcp_flags_text(uint8_t flags, char *buf)
+{
+	static const char *const names[] = { "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR" };
+	char *p = buf;
+
+	*p = '\0';
+	for (int i = 0; i < 8; i++) {
+		if (!(flags & (1u << i)))
+			continue;
+		if (p != buf)
+			*p++ = '|';
+		strcpy(p, names[i]);
+		p += strlen(names[i]);
+	}
+}
+
+int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
+			  const struct accesslog_drop_names *names,
+			  const struct accesslog_clock *clk, char *buf, size_t len)
+{
+	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN], flags[40];
+	const char *proto = l4_name(k->l4proto);
+	struct jw w;
+
+	jw_init(&w, buf, len);
+	jw_lit(&w, "{\"type\":\"drop\"");
+	accesslog_format_time(mono_to_real(v->last_ns, clk->mono_to_real_ns), t, sizeof(t));
+	jw_text(&w, "time", t);
+	accesslog_format_time(mono_to_real(v->first_ns, clk->mono_to_real_ns), t, sizeof(t));
+	jw_text(&w, "first_time", t);
+	jw_text(&w, "reason", names->reason);
+	jw_text(&w, "layer", names->layer);
+	jw_text(&w, "module", names->module);
+	jw_text(&w, "direction", k->direction == ML_DROP_EGRESS ? "egress" : "ingress");
+	if (k->family) {
+		jw_text(&w, "family", k->family == AF_INET ? "ipv4" : "ipv6");
+		jw_text(&w, "protocol", proto);
+		accesslog_format_addr(k->src_addr, addr, sizeof(addr));
+		jw_text(&w, "src_addr", addr);
+		accesslog_format_addr(k->dst_addr, addr, sizeof(addr));
+		jw_text(&w, "dst_addr", addr);
+		if (k->l4proto == 1 || k->l4proto == 58) {
+			jw_num(&w, "icmp_type", k->src_port);
+			jw_num(&w, "icmp_code", k->dst_port);
+		} else if (strcmp(proto, "other")) {
+			jw_num(&w, "src_port", k->src_port);
+			jw_num(&w, "dst_port", k->dst_port);
+		}
+		if (k->l4proto == 6) {
+			tcp_flags_text(v->tcp_flags, flags);
+			jw_text(&w, "tcp_flags", flags);
+		}
+	}
+	if (v->tcp_state)
+		jw_text(&w, "tcp_state", accesslog_state_name(v->tcp_state));
+	jw_num(&w, "packets", v->packets);
+	jw_num(&w, "bytes", v->bytes);
+	jw_num(&w, "ifindex", k->ifindex);
+	jw_num(&w, "netns", k->netns);
+	if (v->sock_cookie)
+		jw_num(&w, "sock_cookie", v->sock_cookie);
 	jw_lit(&w, "}\n");
 	return jw_end(&w);
 }

@@ -60,6 +60,31 @@ int accesslog_json_string(const char *s, size_t n, char *buf, size_t len);
 int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 		     char *buf, size_t len);
 
+/*
+ * With --drops, records carry "drops" and, when some were dropped,
+ * "last_drop_reason": the daemon names reasons (from the kernel's BTF)
+ * through this, set once at start-up. buf is scratch space the namer may
+ * write the name into.
+ */
+typedef const char *(*accesslog_reason_fn)(void *ctx, uint32_t reason, char *buf, size_t len);
+void accesslog_set_reason_namer(accesslog_reason_fn fn, void *ctx);
+
+/* Names of a drop flow's reason, resolved by the caller. */
+struct accesslog_drop_names {
+	const char *reason; /* "NETFILTER_DROP" */
+	const char *layer;  /* "l3" */
+	const char *module; /* "l3.netfilter" */
+};
+
+/*
+ * One drop-log line: {"type":"drop",...} with the flow's drops since it
+ * was last taken out of the kernel (packets, bytes, first/last time).
+ * Returns the length, or -1 if buf is too small.
+ */
+int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
+			  const struct accesslog_drop_names *names,
+			  const struct accesslog_clock *clk, char *buf, size_t len);
+
 struct accesslog_sink;
 
 /*

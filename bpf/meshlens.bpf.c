@@ -11,6 +11,7 @@
  *   fexit/tcp_v{4,6}_connect           connect() that failed before any SYN
  *                                      left, with its errno (preferred)
  *   cgroup/sock_release                the same failure, without trampolines
+ *   tp_btf/kfree_skb (drop.h)          packet drops, with --drops only
  *
  * Records go to user space through one ringbuf, without waking the reader
  * per record: it drains on a timer, and is woken only once the buffer is
@@ -36,6 +37,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Unread bytes in the ringbuf past which a submit wakes the reader. */
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* --drops: records carry the socket's drop count */
+const volatile bool drops_enabled = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -298,6 +301,11 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 	rec->segs_out = tp->segs_out;
 	rec->lost_out = tp->lost_out;
 	rec->sk_err = sk->sk_err;
+	if (drops_enabled) {
+		rec->flags |= ML_F_DROPS;
+		rec->drops = st->drops;
+		rec->last_drop_reason = st->last_drop_reason;
+	}
 }
 
 static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_state *st,
@@ -499,3 +507,5 @@ int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }
+
+#include "drop.h"

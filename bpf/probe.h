@@ -62,6 +62,7 @@ enum ml_failure {
 #define ML_F_FIN_IN (1u << 0)   /* peer's FIN received */
 #define ML_F_FIN_OUT (1u << 1)  /* our FIN sent */
 #define ML_F_RESET_IN (1u << 2) /* closed by a received RST */
+#define ML_F_DROPS (1u << 3)    /* drop tracing was on: `drops` is meaningful */
 
 /*
  * One record per opened or closed connection or failed attempt (ringbuf
@@ -86,6 +87,8 @@ struct tcp_probe_info {
 	__u32 segs_out;       /* segments sent (RFC 4898) */
 	__u32 lost_out;       /* segments currently marked lost, at close */
 	__u32 sk_err;         /* errno that ended the socket, 0 if none */
+	__u32 drops;          /* packets of this socket dropped (drop tracing on) */
+	__u32 last_drop_reason; /* enum skb_drop_reason of the last one */
 	__u16 src_port;       /* client port, host order */
 	__u16 dst_port;       /* server port, host order */
 	__u16 family;         /* AF_INET or AF_INET6 (of the socket) */
@@ -98,7 +101,7 @@ struct tcp_probe_info {
 	__u8 flags;           /* ML_F_* */
 	__u8 pad[3];
 };
-_Static_assert(sizeof(struct tcp_probe_info) == 136, "tcp_probe_info ABI size");
+_Static_assert(sizeof(struct tcp_probe_info) == 144, "tcp_probe_info ABI size");
 
 /* ml_sock_state.phase: how far an observed socket got. */
 enum ml_phase {
@@ -126,14 +129,72 @@ struct ml_sock_state {
 	__u8 phase;               /* enum ml_phase */
 	__u8 flags;               /* ML_F_* seen so far */
 	__u8 pad[2];
+	__u32 drops;              /* packets of this socket dropped */
+	__u32 last_drop_reason;   /* enum skb_drop_reason of the last one */
 };
-_Static_assert(sizeof(struct ml_sock_state) == 64, "ml_sock_state ABI size");
+_Static_assert(sizeof(struct ml_sock_state) == 72, "ml_sock_state ABI size");
+
+/* ---- packet drops (kfree_skb) ------------------------------------------------ */
+
+/* direction of a dropped packet */
+enum ml_drop_dir {
+	ML_DROP_INGRESS = 1, /* arriving at this host */
+	ML_DROP_EGRESS = 2,  /* sent by a local socket */
+};
+
+/* Per-CPU hash `drop_counts`: what metrics count (named in user space). */
+struct ml_drop_key {
+	__u32 reason;   /* enum skb_drop_reason, subsystem bits included */
+	__u8 l4proto;   /* IPPROTO_* of the packet, 0 when not IP */
+	__u8 family;    /* AF_INET, AF_INET6, 0 when not IP */
+	__u8 direction; /* enum ml_drop_dir */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct ml_drop_key) == 8, "ml_drop_key ABI size");
+
+struct ml_drop_val {
+	__u64 packets;
+	__u64 bytes; /* skb->len */
+};
+_Static_assert(sizeof(struct ml_drop_val) == 16, "ml_drop_val ABI size");
+
+/*
+ * Hash `drop_flows`: drops per flow, rebuilt from the packet. User space
+ * takes entries out (lookup-and-delete) every refresh and logs them.
+ */
+struct ml_flow_key {
+	__u8 src_addr[ML_ADDR_LEN]; /* packet source, v4-mapped for IPv4 */
+	__u8 dst_addr[ML_ADDR_LEN]; /* packet destination */
+	__u32 reason;               /* enum skb_drop_reason */
+	__u32 ifindex;              /* device the packet was on, 0 if none */
+	__u32 netns;                /* network namespace inode number */
+	__u16 src_port;             /* host order; ICMP: type */
+	__u16 dst_port;             /* host order; ICMP: code */
+	__u8 l4proto;               /* IPPROTO_* */
+	__u8 family;                /* AF_INET, AF_INET6 */
+	__u8 direction;             /* enum ml_drop_dir */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct ml_flow_key) == 52, "ml_flow_key ABI size");
+
+struct ml_flow_val {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_ns;    /* monotonic ns of the first drop in this entry */
+	__u64 last_ns;     /* ... and of the last */
+	__u64 sock_cookie; /* observed socket the packet belonged to, 0 if none */
+	__u8 tcp_flags;    /* OR of the TCP flags of the dropped packets */
+	__u8 tcp_state;    /* TCP state of the packet's socket at the last drop */
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct ml_flow_val) == 48, "ml_flow_val ABI size");
 
 /* Indexes of the per-CPU `counters` array map. */
 enum ml_counter {
 	ML_CNT_RECORDS = 0,      /* records submitted to the ringbuf */
 	ML_CNT_RECORDS_LOST = 1, /* records lost: ringbuf reserve failed */
 	ML_CNT_STORAGE_FAIL = 2, /* sockets not tracked: storage alloc failed */
+	ML_CNT_FLOWS_FULL = 3,   /* drops not kept per flow: drop_flows full */
 	ML_CNT_MAX = 8,
 };
 

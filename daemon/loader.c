@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "meshlens.skel.h"
 #include "../cgroup/cgroup.h"
@@ -15,12 +17,53 @@ static bool quiet_libbpf;
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (quiet_libbpf || level == LIBBPF_DEBUG)
+	/* MESHLENS_DEBUG=1 shows everything, the refused probes included */
+	static int debug = -1;
+
+	if (debug < 0)
+		debug = getenv("MESHLENS_DEBUG") != NULL;
+	if (!debug && (quiet_libbpf || level == LIBBPF_DEBUG))
 		return 0;
 	return vfprintf(stderr, fmt, ap);
 }
 
-static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit)
+enum drop_hook { DROP_OFF, DROP_TP_BTF, DROP_TP_BTF_OLD, DROP_TRACEPOINT };
+
+static const char *const drop_hook_name[] = {
+	[DROP_TP_BTF] = "tp_btf/kfree_skb",
+	[DROP_TP_BTF_OLD] = "tp_btf/kfree_skb",
+	[DROP_TRACEPOINT] = "tracepoint/skb/kfree_skb",
+};
+
+/*
+ * kfree_skb gained its rx_sk argument in 6.11; a tp_btf program may not
+ * read arguments the tracepoint does not have, so pick the program by the
+ * prototype in this kernel's BTF (the typedef btf_trace_kfree_skb points to
+ * it; its first parameter is the tracepoint's own context).
+ */
+static enum drop_hook tp_btf_variant(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	enum drop_hook hook = DROP_TP_BTF_OLD;
+	const struct btf_type *t;
+	int id;
+
+	if (!btf)
+		return DROP_TRACEPOINT;
+	id = btf__find_by_name_kind(btf, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	t = t ? btf__type_by_id(btf, t->type) : NULL; /* pointer */
+	t = t && btf_is_ptr(t) ? btf__type_by_id(btf, t->type) : NULL;
+	if (!t || !btf_is_func_proto(t))
+		hook = DROP_TRACEPOINT;
+	else if (btf_vlen(t) >= 5)
+		hook = DROP_TP_BTF;
+	btf__free(btf);
+	return hook;
+}
+
+static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit,
+			 enum drop_hook drop)
 {
 	struct meshlens_bpf *skel = meshlens_bpf__open();
 	int err;
@@ -30,9 +73,18 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	bpf_map__set_max_entries(skel->maps.events, ringbuf_bytes);
 	/* wake the reader only once a quarter of the ring is unread */
 	skel->rodata->wakeup_bytes = ringbuf_bytes / 4;
+	skel->rodata->drops_enabled = drop != DROP_OFF;
 	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v4_connect, fexit);
 	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v6_connect, fexit);
 	bpf_program__set_autoload(skel->progs.ml_sock_release, !fexit);
+	bpf_program__set_autoload(skel->progs.ml_kfree_skb, drop == DROP_TP_BTF);
+	bpf_program__set_autoload(skel->progs.ml_kfree_skb_old, drop == DROP_TP_BTF_OLD);
+	bpf_program__set_autoload(skel->progs.ml_kfree_skb_tp, drop == DROP_TRACEPOINT);
+	if (drop == DROP_OFF) { /* no drop program: keep its maps minimal */
+		bpf_map__set_max_entries(skel->maps.drop_filter, 1);
+		bpf_map__set_max_entries(skel->maps.drop_counts, 1);
+		bpf_map__set_max_entries(skel->maps.drop_flows, 1);
+	}
 	err = meshlens_bpf__load(skel);
 	if (err) {
 		meshlens_bpf__destroy(skel);
@@ -40,22 +92,29 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	}
 	b->skel = skel;
 	b->fexit = fexit;
+	b->drop_hook = drop_hook_name[drop];
 	return 0;
 }
 
-int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t errlen)
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, char *err,
+		size_t errlen)
 {
+	enum drop_hook drop = drops ? tp_btf_variant() : DROP_OFF;
 	int ret;
 
 	memset(b, 0, sizeof(*b));
 	libbpf_set_print(libbpf_print);
 	quiet_libbpf = true;
-	ret = open_and_load(b, ringbuf_bytes, true);
+	ret = open_and_load(b, ringbuf_bytes, true, drop);
+	if (ret) {
+		b->fexit_err = -ret;
+		ret = open_and_load(b, ringbuf_bytes, false, drop);
+	}
+	if (ret && drop != DROP_OFF && drop != DROP_TRACEPOINT)
+		ret = open_and_load(b, ringbuf_bytes, false, DROP_TRACEPOINT);
 	quiet_libbpf = false;
-	if (!ret)
-		return 0;
-	b->fexit_err = -ret;
-	ret = open_and_load(b, ringbuf_bytes, false);
+	if (ret) /* once more, aloud, for the verifier's log */
+		ret = open_and_load(b, ringbuf_bytes, false, drop);
 	if (ret)
 		snprintf(err, errlen, "loading BPF programs: %s", strerror(-ret));
 	return ret;
@@ -71,7 +130,7 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 	int n_cg_progs = b->fexit ? 3 : 4;
 	int i, ret;
 
-	if (n_cg * n_cg_progs + 2 > ML_MAX_LINKS) {
+	if (n_cg * n_cg_progs + 3 > ML_MAX_LINKS) {
 		snprintf(err, errlen, "too many cgroups (%d)", n_cg);
 		return -E2BIG;
 	}
@@ -82,6 +141,20 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 			goto fail;
 		}
 		b->n_links += n_cg_progs;
+	}
+	if (b->drop_hook) {
+		struct bpf_program *p = s->progs.ml_kfree_skb;
+
+		if (!bpf_program__autoload(p))
+			p = bpf_program__autoload(s->progs.ml_kfree_skb_old) ? s->progs.ml_kfree_skb_old
+									     : s->progs.ml_kfree_skb_tp;
+		b->links[b->n_links] = bpf_program__attach(p);
+		if (!b->links[b->n_links]) {
+			ret = -errno;
+			snprintf(err, errlen, "attaching %s: %s", b->drop_hook, strerror(-ret));
+			goto fail;
+		}
+		b->n_links++;
 	}
 	for (i = 0; b->fexit && i < 2; i++) {
 		b->links[b->n_links] = bpf_program__attach(fexit_progs[i]);
@@ -138,12 +211,14 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 {
 	static char refused[128];
 	const struct ml_feature all[] = {
-		{ "connections", "sockops", NULL },
-		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL },
-		{ "live-counters", "iter/bpf_sk_storage_map", NULL },
+		{ "connections", "sockops", NULL, false },
+		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL, false },
+		{ "live-counters", "iter/bpf_sk_storage_map", NULL, false },
+		{ "packet-drops", b->drop_hook ? b->drop_hook : "tp_btf/kfree_skb",
+		  b->drop_hook ? NULL : "off by default: --drops", !b->drop_hook },
 		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
 					       : "cgroup/sock_release",
-		  b->fexit ? NULL : refused },
+		  b->fexit ? NULL : refused, false },
 	};
 	int n = (int)(sizeof(all) / sizeof(all[0]));
 

@@ -21,6 +21,7 @@ struct ml_bpf {
 	struct meshlens_bpf *skel;
 	bool fexit;               /* fexit programs loaded (trampolines allowed) */
 	int fexit_err;            /* errno that refused them, when !fexit */
+	const char *drop_hook;    /* program serving --drops, NULL when off */
 	struct bpf_link *links[ML_MAX_LINKS];
 	int n_links;
 	struct bpf_link *iter_link; /* live-socket iterator over the socket storage */
@@ -29,11 +30,17 @@ struct ml_bpf {
 struct ml_feature {
 	const char *name;  /* "connections", ... */
 	const char *hook;  /* hook serving it on this kernel */
-	const char *other; /* preferred hook that was refused, or NULL */
+	const char *other; /* preferred hook that was refused, or a note; NULL */
+	bool off;          /* feature not enabled (e.g. drops without --drops) */
 };
 
-/* Open and load, probing fexit first. 0, or -errno with a message in err. */
-int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t errlen);
+/*
+ * Open and load, probing fexit first; with drops, the kfree_skb program
+ * matching this kernel's tracepoint prototype (tp_btf, else the classic
+ * tracepoint). 0, or -errno with a message in err.
+ */
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, char *err,
+		size_t errlen);
 
 /* Attach every program: cgroup ones to each fd of cg_fds. All or nothing. */
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);

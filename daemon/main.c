@@ -31,6 +31,9 @@
 #include "pipeline.h"
 #include "../accesslog/accesslog.h"
 #include "../cgroup/cgroup.h"
+#include "../drops/diagnose.h"
+#include "../drops/drops.h"
+#include "../drops/reasons.h"
 #include "../metrics/expo.h"
 #include "../metrics/http.h"
 #include "../metrics/metrics.h"
@@ -49,6 +52,8 @@ struct ml_daemon {
 	struct ml_pipeline pl;        /* record -> metrics + access log */
 	struct metrics_http *http;   /* NULL when the endpoint is off */
 	struct expo expo;            /* render buffer, reused */
+	struct drop_reasons reasons; /* --drops: names, layers, selection */
+	struct diag_state *diag;     /* --drops: diagnosis figures as metrics */
 	char *iter_buf;              /* live-iterator read buffer */
 	size_t iter_cap;
 	int epfd, tfd, sfd, rfd;     /* epoll, drain timer, signals, refresh timer */
@@ -129,6 +134,26 @@ static int drain(struct ml_daemon *d)
 	return n;
 }
 
+static void log_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml_flow_val *v,
+			  const struct drop_names *n)
+{
+	struct ml_daemon *d = ctx;
+	struct accesslog_drop_names names = { n->reason, n->layer, n->module };
+	char line[ACCESSLOG_LINE_MAX];
+	int len;
+
+	if (!d->pl.sink)
+		return;
+	len = accesslog_format_drop(k, v, &names, &d->pl.clk, line, sizeof(line));
+	if (len > 0)
+		accesslog_append(d->pl.sink, line, (size_t)len);
+}
+
+static const char *name_reason(void *ctx, uint32_t value, char *buf, size_t len)
+{
+	return drop_reason_name(ctx, value, buf, len);
+}
+
 /*
  * One pass of the iterator over the socket storage: a LIVE record per open
  * connection, so byte counters advance while connections stay open. The
@@ -175,6 +200,11 @@ static void refresh_live(struct ml_daemon *d)
 	}
 	close(fd);
 	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC));
+	if (d->bpf.drop_hook) {
+		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, log_drop_flow, d);
+		if (d->pl.sink)
+			accesslog_flush(d->pl.sink);
+	}
 }
 
 /* Prometheus text for a scrape: everything, rendered on the loop thread. */
@@ -200,10 +230,11 @@ static void render_metrics(struct ml_daemon *d)
 		    "The kernel hook serving each feature on this kernel, always 1.");
 	n = ml_bpf_features(&d->bpf, f, 8);
 	for (i = 0; i < n; i++)
-		expo_sample_u64(e, "meshlens_hook_info",
-				(const char *const[]){ "feature", f[i].name, "hook", f[i].hook,
-						       NULL },
-				1);
+		if (!f[i].off)
+			expo_sample_u64(e, "meshlens_hook_info",
+					(const char *const[]){ "feature", f[i].name, "hook",
+							       f[i].hook, NULL },
+					1);
 	expo_family(e, "meshlens_events_total", "counter",
 		    "Records received from the kernel, by source.");
 	for (i = ML_REC_CONN_CLOSE; i <= ML_REC_CONN_LIVE; i++)
@@ -221,7 +252,15 @@ static void render_metrics(struct ml_daemon *d)
 	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "socket_storage", NULL },
 			kernel_counter(d, ML_CNT_STORAGE_FAIL));
+	if (d->bpf.drop_hook)
+		expo_sample_u64(e, "meshlens_events_lost_total",
+				(const char *const[]){ "source", "drop_flows", NULL },
+				kernel_counter(d, ML_CNT_FLOWS_FULL));
 	metrics_render(d->pl.metrics, e);
+	if (d->bpf.drop_hook) {
+		drops_render(bpf_map__fd(d->bpf.skel->maps.drop_counts), d->ncpus, &d->reasons, e);
+		diag_render(d->diag, e);
+	}
 	metrics_stats(d->pl.metrics, &st);
 	expo_family(e, "meshlens_series", "gauge", "IP-pair series held (overflow excluded).");
 	expo_sample_u64(e, "meshlens_series", NULL, st.series);
@@ -472,20 +511,50 @@ static int not_yet(const char *what)
 
 static int check_supported(const struct ml_options *o)
 {
-	if (o->drops)
-		return not_yet("--drops");
-	if (o->list)
-		return not_yet("--list");
-	if (o->diagnose)
-		return not_yet("--diagnose");
 	if (o->detach)
 		return not_yet("--detach");
 	if (o->metadata)
 		return not_yet("--metadata");
 	if (o->user)
 		return not_yet("--user");
-	if (o->n_include || o->n_exclude)
-		return not_yet("--include/--exclude");
+	return 0;
+}
+
+/*
+ * Drop points: named from this kernel's BTF, selected by --include and
+ * --exclude; needed for --list, --drops and to validate the selection.
+ */
+static int load_reasons(struct ml_daemon *d)
+{
+	struct ml_options *o = &d->opt;
+	char err[ML_ERR_LEN];
+
+	if (drop_reasons_load(&d->reasons, NULL, err, sizeof(err))) {
+		fprintf(stderr, "meshlens: drop reasons: %s\n", err);
+		return 1;
+	}
+	if (drop_reasons_select(&d->reasons, o->include, o->n_include, o->exclude, o->n_exclude,
+				err, sizeof(err))) {
+		fprintf(stderr, "meshlens: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* --diagnose: one pass over every source, printed. */
+static int diagnose_once(void)
+{
+	struct diag_finding f[64];
+	struct diag_state *s = diag_new();
+	int n = s ? diag_run(s, f, 64) : -ENOMEM;
+
+	if (n < 0) {
+		fprintf(stderr, "meshlens: diagnosis: %s\n", strerror(-n));
+		diag_free(s);
+		return 1;
+	}
+	diag_print(stdout, f, n);
+	diag_free(s);
 	return 0;
 }
 
@@ -498,6 +567,8 @@ static void cleanup(struct ml_daemon *d)
 	ring_buffer__free(d->rb);
 	ml_bpf_destroy(&d->bpf);
 	metrics_free(d->pl.metrics);
+	drop_reasons_free(&d->reasons);
+	diag_free(d->diag);
 	expo_free(&d->expo);
 	free(d->iter_buf);
 	if (d->pl.sink)
@@ -545,6 +616,19 @@ int main(int argc, char **argv)
 	ret = check_supported(&d.opt);
 	if (ret)
 		goto out;
+	if (d.opt.list || d.opt.drops || d.opt.n_include || d.opt.n_exclude) {
+		ret = load_reasons(&d);
+		if (ret)
+			goto out;
+	}
+	if (d.opt.list) {
+		drop_reasons_list(&d.reasons, stdout);
+		goto out;
+	}
+	if (d.opt.diagnose) {
+		ret = diagnose_once();
+		goto out;
+	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "meshlens: must run as root (loading and attaching BPF programs "
 				"needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)\n");
@@ -561,10 +645,21 @@ int main(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	if (ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, err, sizeof(err))) {
+	if (ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops, err, sizeof(err))) {
 		fprintf(stderr, "meshlens: %s\n", err);
 		ret = 1;
 		goto out;
+	}
+	if (d.bpf.drop_hook && !d.opt.probe) {
+		ret = drops_apply_filter(bpf_map__fd(d.bpf.skel->maps.drop_filter), &d.reasons);
+		d.diag = diag_new();
+		if (ret || !d.diag) {
+			fprintf(stderr, "meshlens: setting up drop tracing: %s\n",
+				strerror(ret ? -ret : ENOMEM));
+			ret = 1;
+			goto out;
+		}
+		accesslog_set_reason_namer(name_reason, &d.reasons);
 	}
 	if (d.opt.probe) {
 		ret = print_probe(&d.bpf);

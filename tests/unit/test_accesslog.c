@@ -403,7 +403,8 @@ static void test_number_limits(void **state)
 		"\"srtt_us\":4294967295,\"min_rtt_us\":4294967295,\"mss\":4294967295,"
 		"\"retransmits\":4294967295,\"segs_in\":4294967295,\"segs_out\":4294967295,"
 		"\"lost\":4294967295,\"state\":\"NEW_SYN_RECV\","
-		"\"sock_cookie\":18446744073709551615}\n");
+		"\"sock_cookie\":18446744073709551615,\"drops\":4294967295,"
+		"\"last_drop_reason\":\"UNKNOWN\"}\n");
 	cJSON_Delete(cJSON_Parse(buf)); /* parses at all */
 
 	memset(&r, 0, sizeof(r));

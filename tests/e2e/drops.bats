@@ -1,0 +1,674 @@
+#!/usr/bin/env bats
+# Packet drops end to end (--drops): the real daemon on the real kernel,
+# packets from build/mlpkt (whose JSON line is the ground truth of what
+# was sent) and build/mltraffic, dropped in network namespaces the tests
+# create (iptables DROP rules, a closed UDP port, a protocol the kernel
+# does not speak, a listener that never accepts). Every count is compared
+# exactly with the kernel's own figures: the DROP rule's packet and byte
+# counters, Udp NoPorts, IpInUnknownProtos, ss's accept queue.
+#
+# Metrics are node-wide (every namespace), so they are compared as the
+# difference between a scrape taken just before the packets and one
+# after; the drop log is compared flow by flow.
+
+load helpers
+
+MLPKT=$BUILD/mlpkt
+
+# --- helpers of this file ----------------------------------------------------
+
+# free_port: a loopback TCP port nothing uses, below the ephemeral range
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 12000))
+		[ -z "$(ss -Htan "( sport = :$p )")" ] && { echo "$p"; return 0; }
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# start_metrics_daemon [extra args...]: the daemon on $CG, access log
+# $T/access.log, metrics on 127.0.0.1:$MPORT (a free port), config
+# refresh_interval_ms 200 (drop log lines every 200 ms); sets MPORT, MURL
+start_metrics_daemon() {
+	MPORT=$(free_port)
+	MURL=http://127.0.0.1:$MPORT
+	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
+	"$MESHLENS" -c "$T/c.json" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" \
+		2>"$T/daemon.err" &
+	DAEMON_PID=$!
+	for _ in $(seq 100); do
+		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "daemon did not become ready:" >&2
+	cat "$T/daemon.err" >&2
+	return 1
+}
+
+# start_drops_daemon [extra args...]: start_metrics_daemon with --drops
+start_drops_daemon() {
+	start_metrics_daemon --drops "$@"
+}
+
+# scrape_to FILE: GET /metrics into FILE; fails unless 200
+scrape_to() {
+	local code
+	code=$(curl -sS --max-time 5 -o "$1" -w '%{http_code}' "$MURL/metrics") || return 1
+	[ "$code" = 200 ] || { echo "GET /metrics: HTTP $code" >&2; return 1; }
+}
+
+# samples_in MODE FILE NAME [k="v" ...]: over the samples of metric NAME
+# whose label set contains every k="v" given, MODE sum prints the sum of
+# the values (0 when there is none), MODE count the number of samples.
+samples_in() {
+	local mode=$1 file=$2 name=$3; shift 3
+	awk -v mode="$mode" -v name="$name" -v want="$*" '
+	BEGIN { n = split(want, w, " ") }
+	/^#/ || NF == 0 { next }
+	{
+		mname = $0; sub(/[{ \t].*/, "", mname)
+		if (mname != name) next
+		rest = substr($0, length(mname) + 1); labels = ","
+		if (substr(rest, 1, 1) == "{") {
+			e = index(rest, "}")	# our label values hold no "}"
+			labels = "," substr(rest, 2, e - 2) ","
+			rest = substr(rest, e + 1)
+		}
+		for (i = 1; i <= n; i++) if (index(labels, "," w[i] ",") == 0) next
+		split(rest, f, " ")
+		sum += f[1]; cnt++
+	}
+	END { if (mode == "count") print cnt + 0; else printf "%.0f\n", sum }' "$file"
+}
+
+# metric NAME [k="v" ...]: scrape now; sum of the matching samples, 0 if absent
+metric() {
+	scrape_to "$T/scrape.txt" || return 1
+	samples_in sum "$T/scrape.txt" "$@"
+}
+
+# wait_metric EXPECTED NAME [k="v" ...]: poll /metrics (up to 5 s) until the sum is EXPECTED
+wait_metric() {
+	local want=$1 got=""; shift
+	for _ in $(seq 50); do
+		got=$(metric "$@") && [ "$got" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "after 5 s: $1{${*:2}} is '$got', want $want; samples of $1:" >&2
+	grep -E "^$1[{ ]" "$T/scrape.txt" >&2
+	return 1
+}
+
+# wait_delta BASE EXPECTED NAME [k="v" ...]: poll until the sum has grown by
+# EXPECTED since the scrape saved in BASE, and still has one refresh later
+wait_delta() {
+	local base=$1 want=$2 b; shift 2
+	b=$(samples_in sum "$base" "$@")
+	wait_metric $((b + want)) "$@" || { echo "(base $b, want +$want)" >&2; return 1; }
+	sleep 0.3
+	wait_metric $((b + want)) "$@"
+}
+
+# delta BASE FILE NAME [k="v" ...]: growth of the sum between two saved scrapes
+delta() {
+	local base=$1 file=$2; shift 2
+	echo $(($(samples_in sum "$file" "$@") - $(samples_in sum "$base" "$@")))
+}
+
+# expect_delta BASE FILE EXPECTED NAME [k="v" ...]
+expect_delta() {
+	local base=$1 file=$2 want=$3 got; shift 3
+	got=$(delta "$base" "$file" "$@")
+	[ "$got" = "$want" ] && return 0
+	echo "$1{${*:2}} grew by $got, want $want; samples before and after:" >&2
+	grep -E "^$1[{ ]" "$base" "$file" >&2
+	return 1
+}
+
+# make_ns: a network namespace (removed in teardown) with lo up,
+# 10.213.0.1/32 and fd00:213::1/128 on lo; sets NS and NS_INODE (its
+# inode number, what the drop log's "netns" holds)
+make_ns() {
+	NS=mldrop$$-${BATS_TEST_NUMBER}
+	ip netns add "$NS"
+	NETNS+=("$NS")
+	ip -n "$NS" link set lo up
+	ip -n "$NS" addr add 10.213.0.1/32 dev lo
+	ip -n "$NS" addr add fd00:213::1/128 dev lo nodad
+	NS_INODE=$(stat -L -c %i "/run/netns/$NS")
+}
+
+# in_ns CMD...: run a command in $NS
+in_ns() {
+	ip netns exec "$NS" "$@"
+}
+
+# rule_count IPTABLES CHAIN pkts|bytes: the counter summed over the DROP
+# rules of CHAIN in $NS (iptables counts whole IP packets)
+rule_count() {
+	in_ns "$1" -L "$2" -v -x -n | awk -v f="$3" '$3 == "DROP" { s += (f == "pkts" ? $1 : $2) }
+		END { print s + 0 }'
+}
+
+# nstat_value NAME: a counter of $NS (nstat -a: absolute value)
+nstat_value() {
+	in_ns nstat -az "$1" | awk -v n="$1" '$1 == n { print $2 }'
+}
+
+# pkt NAME ARGS...: mlpkt inside $CG and $NS (it joins the cgroup before
+# entering the namespace, see traffic_in_netns); its ground-truth line is
+# saved as $T/NAME.json
+pkt() {
+	local name=$1; shift
+	bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec ip netns exec "$@"' \
+		_ "$CG" "$NS" "$MLPKT" --max-seconds 20 "$@" >"$T/$name.json"
+	cat "$T/$name.json" >>"$T/truth.json"
+}
+
+# truth NAME FIELD: a field of a saved ground-truth line
+truth() {
+	jq -r ".$2" "$T/$1.json"
+}
+
+# The flow a ground-truth line $t describes, as a jq condition on a drop
+# line: protocol, family, both addresses, and ports or ICMP type/code.
+FLOW='.family == $t.family and .src_addr == $t.src_addr and .dst_addr == $t.dst_addr
+  and .protocol == ({udp: "udp", tcp: "tcp", sctp: "sctp", icmp: "icmp", icmp6: "icmpv6"} | .[$t.event])
+  and (if $t.event == "icmp" or $t.event == "icmp6"
+       then .icmp_type == $t.icmp_type and .icmp_code == $t.icmp_code
+       else .src_port == $t.src_port and .dst_port == $t.dst_port end)'
+
+# What every drop line holds (the contract's keys and their types).
+DROP_SCHEMA='def ts: type == "string" and test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$");
+  def uint: type == "number" and . >= 0 and . == floor;
+  (.time | ts) and (.first_time | ts) and .first_time <= .time
+  and (.reason | type == "string" and test("^[A-Z0-9_]+$"))
+  and (.layer | IN("l1", "l2", "l3", "l4", "other"))
+  and (.module | type == "string" and length > 0)
+  and (.direction | IN("ingress", "egress"))
+  and (.family | IN("ipv4", "ipv6"))
+  and (.protocol | IN("tcp", "udp", "icmp", "icmpv6", "sctp", "other"))
+  and (.src_addr | type == "string") and (.dst_addr | type == "string")
+  and (if .protocol | IN("tcp", "udp", "sctp") then (.src_port | uint) and (.dst_port | uint)
+       elif .protocol | IN("icmp", "icmpv6") then (.icmp_type | uint) and (.icmp_code | uint)
+       else true end)
+  and (.packets | uint) and .packets > 0 and (.bytes | uint) and .bytes > 0
+  and (.ifindex | uint) and (.netns | uint)
+  and (if .protocol == "tcp" then (.tcp_flags | type == "string" and test("^[A-Z]+(\\|[A-Z]+)*$"))
+       else true end)'
+
+# drops NAME COND: the access log's drop lines for which the jq condition
+# COND holds, as one JSON array; in COND, $t is the ground truth NAME
+drops() {
+	local f=$T/access.log
+	[ -s "$f" ] || { echo '[]'; return 0; }
+	jq -s -c --slurpfile t "$T/$1.json" "\$t[0] as \$t | map(select(.type == \"drop\" and ($2)))" "$f"
+}
+
+# drop_sum NAME COND FIELD: FIELD summed over those drop lines
+drop_sum() {
+	drops "$1" "$2" | jq ".[].$3" | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# wait_drop_packets NAME COND N: wait (up to 5 s) until those drop lines
+# sum to N packets, and check it is still N two refresh intervals later
+wait_drop_packets() {
+	local got=""
+	for _ in $(seq 50); do
+		got=$(drop_sum "$1" "$2" packets) && [ "$got" = "$3" ] && break
+		sleep 0.1
+	done
+	if [ "$got" = "$3" ]; then
+		sleep 0.5
+		got=$(drop_sum "$1" "$2" packets)
+		[ "$got" = "$3" ] && return 0
+	fi
+	echo "drop log: $got packets where [$2] holds, want $3; drop lines:" >&2
+	grep '"type":"drop"' "$T/access.log" >&2
+	return 1
+}
+
+# check_drops NAME COND MORE: every drop line where COND holds has the
+# contract's keys and types, and MORE (a jq condition, $t as in COND) holds
+check_drops() {
+	local bad
+	bad=$(drops "$1" "$2" | jq -c --slurpfile t "$T/$1.json" "\$t[0] as \$t
+		| map(select((($DROP_SCHEMA) and ($3)) | not)) | .[]")
+	[ -z "$bad" ] && return 0
+	echo "drop lines that break the contract or [$3]:" >&2
+	echo "$bad" >&2
+	return 1
+}
+
+# list_field REASON COLUMN: a column (2 layer, 3 module, 4 value, 5 default)
+# of REASON's row in `meshlens --list`
+list_field() {
+	[ -s "$T/list.txt" ] || "$MESHLENS" --list >"$T/list.txt"
+	awk -v r="$1" -v c="$2" 'NR > 1 && $1 == r { print $c }' "$T/list.txt"
+}
+
+# conn_records: connection records (lines without "type"), one JSON array
+conn_records() {
+	jq -s -c 'map(select(has("type") | not))' "$T/access.log"
+}
+
+# prog_names_of PID: names of the BPF programs PID holds (prog and link fds)
+prog_names_of() {
+	local id
+	for id in $(grep -hs '^prog_id:' /proc/"$1"/fdinfo/* | awk '{ print $2 }' | sort -u); do
+		bpftool prog show id "$id" -j 2>/dev/null | jq -r .name
+	done
+}
+
+# finding_for POINT NUMBER: from a --diagnose report on stdin, the first
+# finding that names POINT and NUMBER (a port: not part of a longer
+# number). A finding is a paragraph (blank-line separated) or, in a report
+# without blank lines, the lines up to and including a "hint:" line.
+finding_for() {
+	local report
+	report=$(cat)
+	if [ "$(awk 'BEGIN { RS = "" } END { print NR }' <<<"$report")" -gt 1 ]; then
+		awk 'BEGIN { RS = "" } { print; print "\036" }' <<<"$report"
+	else
+		awk '{ print } /hint:/ { print "\036" }' <<<"$report"
+	fi |
+	awk -v point="$1" -v num="$2" '
+		BEGIN { RS = "\036\n" }
+		index($0, point) && match(" " $0 " ", "[^0-9]" num "[^0-9]") { printf "%s", $0; exit }'
+}
+
+# bg CMD...: run a shell function or command in the background, killed in teardown
+bg() {
+	"$@" &
+	BG_PIDS+=("$!")
+	BG_LAST=$!
+}
+
+# wait_tool PID SECONDS: wait until PID has exited or SECONDS passed
+wait_tool() {
+	for _ in $(seq $(($2 * 10))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+setup() {
+	ml_setup
+	BG_PIDS=()
+	MPORT=""
+	NS=""
+	[ -x "$MLPKT" ] || { echo "$MLPKT is missing (make build/mlpkt)" >&2; return 1; }
+}
+
+teardown() {
+	local p
+	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	# every tool run through pkt/traffic_in_netns is in the private cgroup
+	if [ -n "${CG:-}" ] && [ -e "$CG/cgroup.kill" ]; then
+		echo 1 >"$CG/cgroup.kill" 2>/dev/null || true
+	fi
+	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	ml_teardown
+}
+
+# --- drops by reason, against the kernel's own counters ---------------------------
+
+@test "iptables DROP of UDP (ingress): NETFILTER_DROP packets and bytes equal the rule's counters; the drop log has the flow" {
+	make_ns
+	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
+	start_drops_daemon
+	# with --drops the daemon holds the kfree_skb program
+	prog_names_of "$DAEMON_PID" >"$T/progs"
+	grep -q '^ml_kfree' "$T/progs" || { echo "daemon programs:" >&2; cat "$T/progs" >&2; false; }
+	lbl='reason="NETFILTER_DROP" protocol="udp" direction="ingress"'
+	scrape_to "$T/m0"
+	# 17 datagrams over ~0.5 s: they span several 200 ms drop-log intervals
+	pkt nf udp 10.213.0.1 10.213.0.1 9999 17 --size 100 --interval-ms 30
+	[ "$(truth nf packets)" = 17 ]
+	[ "$(truth nf sent)" = 17 ]
+	pkts=$(rule_count iptables INPUT pkts)
+	bytes=$(rule_count iptables INPUT bytes)
+	echo "rule: $pkts packets, $bytes bytes"
+	[ "$pkts" = 17 ]
+	[ "$bytes" = $((17 * $(truth nf ip_len))) ]
+	wait_delta "$T/m0" "$pkts" meshlens_drops_total $lbl
+	scrape_to "$T/m"
+	expect_delta "$T/m0" "$T/m" "$pkts" meshlens_drops_total $lbl 'layer="l3"'
+	# skb->len where netfilter drops it is the whole IP packet, as iptables counts
+	expect_delta "$T/m0" "$T/m" "$bytes" meshlens_drop_bytes_total $lbl 'layer="l3"'
+	# the drop log: the flow's lines add up to the same packets and bytes
+	wait_drop_packets nf "$FLOW" 17
+	[ "$(drop_sum nf "$FLOW" bytes)" = "$bytes" ]
+	check_drops nf "$FLOW" '.reason == "NETFILTER_DROP" and .layer == "l3" and .module == "l3.netfilter"
+		and .direction == "ingress" and .family == "ipv4" and .netns == '"$NS_INODE"'
+		and .ifindex == 1'
+	# written per interval: the packets spread over ~0.5 s give more than one line
+	[ "$(drops nf "$FLOW" | jq length)" -ge 2 ]
+	# --list agrees on the reason's layer and module
+	[ "$(list_field NETFILTER_DROP 2)" = l3 ]
+	[ "$(list_field NETFILTER_DROP 3)" = l3.netfilter ]
+}
+
+@test "UDP to a closed port: NO_SOCKET, as many as the namespace's Udp NoPorts grew" {
+	make_ns
+	start_drops_daemon
+	lbl='reason="NO_SOCKET" protocol="udp" direction="ingress"'
+	before=$(nstat_value UdpNoPorts)
+	scrape_to "$T/m0"
+	pkt closed udp 10.213.0.1 10.213.0.1 9 13 --size 64 --interval-ms 20
+	noports=$(($(nstat_value UdpNoPorts) - before))
+	echo "Udp NoPorts grew by $noports"
+	[ "$noports" = 13 ]
+	[ "$(truth closed sent)" = 13 ]
+	wait_delta "$T/m0" "$noports" meshlens_drops_total $lbl
+	wait_drop_packets closed "$FLOW" "$noports"
+	check_drops closed "$FLOW" '.reason == "NO_SOCKET" and .direction == "ingress"
+		and .netns == '"$NS_INODE"' and .ifindex == 1'
+	# layer and module as --list names them
+	layer=$(list_field NO_SOCKET 2) module=$(list_field NO_SOCKET 3)
+	[ -n "$layer" ]
+	[ -n "$module" ]
+	check_drops closed "$FLOW" ".layer == \"$layer\" and .module == \"$module\""
+	scrape_to "$T/m"
+	expect_delta "$T/m0" "$T/m" "$noports" meshlens_drops_total $lbl "layer=\"$layer\""
+	# bytes: skb->len where UDP drops it; the kernel has pulled the IP
+	# header by then, so that is the UDP length (the IP length would be
+	# the other reasonable reading). Metrics and drop log agree either way.
+	b=$(delta "$T/m0" "$T/m" meshlens_drop_bytes_total $lbl)
+	echo "NO_SOCKET bytes: $b (UDP lengths $((13 * $(truth closed udp_len))), IP lengths $((13 * $(truth closed ip_len))))"
+	[ "$b" = $((13 * $(truth closed udp_len))) ] || [ "$b" = $((13 * $(truth closed ip_len))) ]
+	[ "$(drop_sum closed "$FLOW" bytes)" = "$b" ]
+}
+
+@test "ICMP and ICMPv6 echo requests dropped by iptables/ip6tables: type 8 and 128, counts equal the rules'" {
+	make_ns
+	in_ns iptables -A INPUT -p icmp --icmp-type echo-request -j DROP
+	in_ns ip6tables -A INPUT -p ipv6-icmp --icmpv6-type echo-request -j DROP
+	start_drops_daemon
+	scrape_to "$T/m0"
+	pkt ping4 icmp 10.213.0.1 9 --interval-ms 30
+	pkt ping6 icmp6 fd00:213::1 8 --size 100 --interval-ms 30
+	[ "$(truth ping4 icmp_type)" = 8 ]
+	[ "$(truth ping6 icmp_type)" = 128 ]
+	p4=$(rule_count iptables INPUT pkts) b4=$(rule_count iptables INPUT bytes)
+	p6=$(rule_count ip6tables INPUT pkts) b6=$(rule_count ip6tables INPUT bytes)
+	echo "rules: icmp $p4 packets $b4 bytes, icmpv6 $p6 packets $b6 bytes"
+	[ "$p4" = 9 ]
+	[ "$p6" = 8 ]
+	l4='reason="NETFILTER_DROP" protocol="icmp" direction="ingress"'
+	l6='reason="NETFILTER_DROP" protocol="icmpv6" direction="ingress"'
+	wait_delta "$T/m0" "$p4" meshlens_drops_total $l4
+	wait_delta "$T/m0" "$p6" meshlens_drops_total $l6
+	scrape_to "$T/m"
+	expect_delta "$T/m0" "$T/m" "$b4" meshlens_drop_bytes_total $l4
+	expect_delta "$T/m0" "$T/m" "$b6" meshlens_drop_bytes_total $l6
+	wait_drop_packets ping4 "$FLOW" "$p4"
+	wait_drop_packets ping6 "$FLOW" "$p6"
+	[ "$(drop_sum ping4 "$FLOW" bytes)" = "$b4" ]
+	[ "$(drop_sum ping6 "$FLOW" bytes)" = "$b6" ]
+	check_drops ping4 "$FLOW" '.reason == "NETFILTER_DROP" and .icmp_type == 8 and .icmp_code == 0
+		and .family == "ipv4" and .direction == "ingress" and .netns == '"$NS_INODE"
+	check_drops ping6 "$FLOW" '.reason == "NETFILTER_DROP" and .icmp_type == 128 and .icmp_code == 0
+		and .family == "ipv6" and .dst_addr == "fd00:213::1" and .direction == "ingress"
+		and .netns == '"$NS_INODE"
+}
+
+@test "raw SCTP INIT packets (no SCTP in this kernel): dropped, ports parsed, protocol sctp" {
+	make_ns
+	# an ACCEPT rule only counts what arrives
+	in_ns iptables -A INPUT -p sctp -j ACCEPT
+	start_drops_daemon
+	before=$(nstat_value IpInUnknownProtos)
+	scrape_to "$T/m0"
+	pkt sctp sctp 10.213.0.1 10.213.0.1 40000 5000 7 --interval-ms 20
+	arrived=$(in_ns iptables -L INPUT -v -x -n | awk '$3 == "ACCEPT" { print $1 }')
+	unknown=$(($(nstat_value IpInUnknownProtos) - before))
+	echo "arrived (iptables) $arrived, IpInUnknownProtos grew by $unknown"
+	[ "$arrived" = 7 ]
+	[ "$unknown" = 7 ]
+	wait_drop_packets sctp "$FLOW" 7
+	check_drops sctp "$FLOW" '.src_port == 40000 and .dst_port == 5000 and .direction == "ingress"
+		and .netns == '"$NS_INODE"
+	# the reason is the kernel's (IP_NOPROTO on 6.18); one reason, a listed one
+	reason=$(drops sctp "$FLOW" | jq -r '[.[].reason] | unique | if length == 1 then .[0] else error("reasons: \(.)") end')
+	echo "SCTP drop reason: $reason"
+	[ -n "$(list_field "$reason" 4)" ]
+	wait_delta "$T/m0" 7 meshlens_drops_total "reason=\"$reason\"" 'protocol="sctp"' 'direction="ingress"'
+}
+
+@test "iptables OUTPUT DROP of UDP from a socket in the cgroup: direction egress, count equals the rule's" {
+	make_ns
+	in_ns iptables -A OUTPUT -p udp --dport 9998 -j DROP
+	start_drops_daemon
+	scrape_to "$T/m0"
+	pkt out udp 10.213.0.1 10.213.0.1 9998 11 --size 10 --interval-ms 30
+	# the kernel refused every datagram on the way out (EPERM)
+	[ "$(truth out eperm)" = 11 ]
+	[ "$(truth out sent)" = 0 ]
+	pkts=$(rule_count iptables OUTPUT pkts) bytes=$(rule_count iptables OUTPUT bytes)
+	echo "rule: $pkts packets, $bytes bytes"
+	[ "$pkts" = 11 ]
+	[ "$bytes" = $((11 * $(truth out ip_len))) ]
+	lbl='reason="NETFILTER_DROP" protocol="udp"'
+	wait_delta "$T/m0" "$pkts" meshlens_drops_total $lbl 'direction="egress"'
+	scrape_to "$T/m"
+	expect_delta "$T/m0" "$T/m" "$bytes" meshlens_drop_bytes_total $lbl 'direction="egress"'
+	expect_delta "$T/m0" "$T/m" 0 meshlens_drops_total $lbl 'direction="ingress"'
+	wait_drop_packets out "$FLOW" "$pkts"
+	[ "$(drop_sum out "$FLOW" bytes)" = "$bytes" ]
+	check_drops out "$FLOW" '.reason == "NETFILTER_DROP" and .direction == "egress"
+		and .module == "l3.netfilter" and .netns == '"$NS_INODE"
+}
+
+@test "TCP data segments dropped on the way out: the sending socket's record has drops equal to the rule's count" {
+	make_ns
+	port=8080
+	start_drops_daemon
+	bg traffic_in_netns "$NS" --max-seconds 20 serve 10.213.0.1 "$port" --count 1
+	server=$BG_LAST
+	for _ in $(seq 50); do grep -q '"listening"' "$T/truth.json" 2>/dev/null && break; sleep 0.1; done
+	grep -q '"listening"' "$T/truth.json"
+	# every second data segment of the client (IP length >= 200; the SYN,
+	# pure ACKs and the FIN are shorter) is dropped in OUTPUT, where the
+	# packet still belongs to the client's socket; TCP sends it again
+	in_ns iptables -A OUTPUT -p tcp --dport "$port" -m length --length 200:65535 \
+		-m statistic --mode nth --every 2 --packet 0 -j DROP
+	bg traffic_in_netns "$NS" --max-seconds 20 send 10.213.0.1 "$port" 3000000
+	client=$BG_LAST
+	wait_tool "$client" 3
+	# an ACCEPT in front freezes the DROP rule's counters, then the rest flows
+	in_ns iptables -I OUTPUT 1 -p tcp --dport "$port" -j ACCEPT
+	pkts=$(rule_count iptables OUTPUT pkts) bytes=$(rule_count iptables OUTPUT bytes)
+	wait "$client"
+	wait "$server"
+	echo "rule dropped $pkts segments ($bytes bytes)"
+	[ "$pkts" -gt 0 ]
+	jq -e -s 'map(select(.event == "sent"))[0] | .sent == 3000000 and .outcome == "ok"' "$T/truth.json"
+	jq -e -s 'map(select(.event == "served"))[0] | .received == 3000000 and .outcome == "ok"' "$T/truth.json"
+	cport=$(jq -s 'map(select(.event == "sent"))[0].src_port' "$T/truth.json")
+	wait_records 2
+	out=$(conn_records | jq -c --argjson p "$cport" 'map(select(.src_port == $p and .direction == "outbound"))')
+	in=$(conn_records | jq -c --argjson p "$cport" 'map(select(.src_port == $p and .direction == "inbound"))')
+	echo "outbound: $out"
+	echo "inbound: $in"
+	[ "$(jq length <<<"$out")" = 1 ]
+	[ "$(jq length <<<"$in")" = 1 ]
+	# with --drops every record has "drops"
+	[ "$(conn_records | jq 'map(select(.drops | type != "number")) | length')" = 0 ]
+	[ "$(jq '.[0].drops' <<<"$out")" = "$pkts" ]
+	[ "$(jq -r '.[0].last_drop_reason' <<<"$out")" = NETFILTER_DROP ]
+	# none of the rule's drops is the server's; what the server did drop
+	# (duplicate data of retransmissions: TCP_OLD_SEQUENCE and the like) is
+	# in the drop log under its socket cookie, to the packet
+	scookie=$(jq '.[0].sock_cookie' <<<"$in")
+	sleep 0.5
+	sdrops=$(jq -s --argjson c "$scookie" \
+		'map(select(.type == "drop" and .sock_cookie == $c)) | (map(.packets) | add // 0)' \
+		"$T/access.log")
+	[ "$(jq '.[0].drops' <<<"$in")" = "$sdrops" ]
+	[ "$(jq -s --argjson c "$scookie" \
+		'map(select(.type == "drop" and .sock_cookie == $c and .reason == "NETFILTER_DROP")) | length' \
+		"$T/access.log")" = 0 ]
+	# the drop log: the flow's egress lines, with TCP flags and state
+	jq -n --argjson p "$cport" --argjson d "$port" \
+		'{event: "tcp", family: "ipv4", src_addr: "10.213.0.1", src_port: $p, dst_addr: "10.213.0.1", dst_port: $d}' \
+		>"$T/tcp.json"
+	wait_drop_packets tcp "$FLOW" "$pkts"
+	[ "$(drop_sum tcp "$FLOW" bytes)" = "$bytes" ]
+	check_drops tcp "$FLOW" '.reason == "NETFILTER_DROP" and .direction == "egress"
+		and (.tcp_flags | split("|") | any(. == "ACK"))
+		and (.tcp_state | type == "string" and test("^[A-Z_0-9]+$"))'
+}
+
+# --- diagnosis -------------------------------------------------------------------
+
+@test "--diagnose reports a full accept queue (backlog 1, never accepts, flooded with connects)" {
+	bg "$MLPKT" --max-seconds 30 listen 127.0.0.1 0 1 >"$T/listen.json"
+	for _ in $(seq 50); do [ -s "$T/listen.json" ] && break; sleep 0.1; done
+	port=$(jq .port "$T/listen.json")
+	[ "$port" -gt 0 ]
+	bg "$MLPKT" --max-seconds 30 connect-flood 127.0.0.1 "$port" 20 --hold-ms 4000 >"$T/flood.json"
+	flood=$BG_LAST
+	for _ in $(seq 50); do grep -q flooding "$T/flood.json" && break; sleep 0.1; done
+	# ss: Recv-Q is the accept queue's length, Send-Q its limit
+	q=""
+	for _ in $(seq 50); do
+		q=$(ss -Hltn "( sport = :$port )" | awk '{ print $2, $3 }')
+		[ "$q" = "2 1" ] && break
+		sleep 0.1
+	done
+	echo "listener 127.0.0.1:$port: Recv-Q/Send-Q $q"
+	[ "$q" = "2 1" ]
+	run timeout 20 "$MESHLENS" --diagnose
+	echo "$output"
+	[ "$status" = 0 ]
+	kill -0 "$flood"	# the flood still held its connections during the report
+	[[ "$output" == *"evidence:"* ]]
+	[[ "$output" == *"hint:"* ]]
+	finding=$(finding_for l4.tcp.accept_queue "$port" <<<"$output")
+	echo "finding: $finding"
+	[ -n "$finding" ]
+	[[ "$finding" == *"2 of 1"* ]]
+	[[ "$finding" == *"evidence:"* ]]
+	wait "$flood"
+	jq -e '.event == "connect-flood" and .attempted == 20 and .failed == 0' <<<"$(tail -1 "$T/flood.json")"
+}
+
+# --- choosing drop points ----------------------------------------------------------
+
+@test "--list: a header, then every drop reason of this kernel's BTF with layer, module, value, default" {
+	run "$MESHLENS" --list
+	[ "$status" = 0 ]
+	printf '%s\n' "${lines[@]}" >"$T/list.txt"
+	# header: the five columns in order
+	read -r -a head <<<"${lines[0]}"
+	[ "${head[*]}" = "NAME LAYER MODULE VALUE DEFAULT" ]
+	[ "$(($(wc -l <"$T/list.txt") - 1))" -ge 50 ]
+	# every row: a name, l1..l4 or other, a module of that layer, a number, on/off
+	run awk 'NR > 1 && !(NF == 5 && $1 ~ /^[A-Z0-9_]+$/ && $2 ~ /^(l[1-4]|other)$/ &&
+	         index($3, $2) == 1 && $4 ~ /^[0-9]+$/ && $5 ~ /^(on|off)$/)' "$T/list.txt"
+	[ -z "$output" ] || { echo "bad rows: $output" >&2; false; }
+	# every reason of enum skb_drop_reason is there, with its value
+	bpftool btf dump file /sys/kernel/btf/vmlinux -j |
+		jq -r '.types[] | select(.kind == "ENUM" and .name == "skb_drop_reason") | .values[]
+		       | select(.name | startswith("SKB_DROP_REASON_"))
+		       | select(.name != "SKB_DROP_REASON_MAX" and .name != "SKB_DROP_REASON_SUBSYS_MASK")
+		       | "\(.name | ltrimstr("SKB_DROP_REASON_")) \(.val)"' >"$T/btf.txt"
+	[ "$(wc -l <"$T/btf.txt")" -ge 50 ]
+	run awk 'NR == FNR { v[$1] = $2; next } FNR > 1 { seen[$1] = $4 }
+	         END { for (r in v) if (seen[r] != v[r]) print r, v[r], "listed as", (r in seen ? seen[r] : "missing") }' \
+		"$T/btf.txt" "$T/list.txt"
+	[ -z "$output" ] || { echo "$output" >&2; false; }
+	# NETFILTER_DROP: l3, l3.netfilter, on; QUEUE_PURGE (benign): off
+	[ "$(list_field NETFILTER_DROP 2) $(list_field NETFILTER_DROP 3) $(list_field NETFILTER_DROP 5)" = "l3 l3.netfilter on" ]
+	[ "$(list_field QUEUE_PURGE 5)" = off ]
+	[ "$(list_field NO_SOCKET 5)" = on ]
+}
+
+@test "--exclude l3.netfilter: the iptables drops never appear, NO_SOCKET ones still do" {
+	make_ns
+	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
+	start_drops_daemon --exclude l3.netfilter
+	scrape_to "$T/m0"
+	pkt nf udp 10.213.0.1 10.213.0.1 9999 17
+	pkt closed udp 10.213.0.1 10.213.0.1 9 5
+	[ "$(rule_count iptables INPUT pkts)" = 17 ]	# they were dropped
+	wait_delta "$T/m0" 5 meshlens_drops_total 'reason="NO_SOCKET"' 'protocol="udp"'
+	wait_drop_packets closed "$FLOW" 5
+	sleep 0.4
+	scrape_to "$T/m"
+	for m in meshlens_drops_total meshlens_drop_bytes_total; do
+		[ "$(samples_in count "$T/m" $m 'reason="NETFILTER_DROP"')" = 0 ] ||
+			{ grep NETFILTER_DROP "$T/m" >&2; false; }
+	done
+	[ "$(drops nf '.reason == "NETFILTER_DROP" or ('"$FLOW"')' | jq length)" = 0 ]
+}
+
+@test "--include NETFILTER_DROP --include NO_SOCKET --exclude NO_SOCKET: exclude wins, nothing else is counted" {
+	make_ns
+	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
+	start_drops_daemon --include NETFILTER_DROP --include NO_SOCKET --exclude NO_SOCKET
+	scrape_to "$T/m0"
+	pkt closed udp 10.213.0.1 10.213.0.1 9 5	# NO_SOCKET: included, then excluded
+	pkt sctp sctp 10.213.0.1 10.213.0.1 40000 5000 3	# IP_NOPROTO: not included
+	pkt nf udp 10.213.0.1 10.213.0.1 9999 17	# NETFILTER_DROP: counted
+	[ "$(truth closed sent)" = 5 ]
+	[ "$(truth sctp sent)" = 3 ]
+	wait_delta "$T/m0" 17 meshlens_drops_total 'reason="NETFILTER_DROP"' 'protocol="udp"' 'direction="ingress"'
+	wait_drop_packets nf "$FLOW" 17
+	sleep 0.4
+	scrape_to "$T/m"
+	run grep -E '^meshlens_drop(s|_bytes)_total\{' "$T/m"
+	others=$(grep -v 'reason="NETFILTER_DROP"' <<<"$output" || true)
+	[ -z "$others" ] || { echo "counted although not selected: $others" >&2; false; }
+	[ "$(drops nf '.reason != "NETFILTER_DROP"' | jq length)" = 0 ]
+	[ "$(drops closed "$FLOW" | jq length)" = 0 ]
+	[ "$(drops sctp "$FLOW" | jq length)" = 0 ]
+}
+
+@test "--include/--exclude of an unknown drop point: exit 2, one line naming it, nothing attached" {
+	for opt in --include --exclude; do
+		run timeout 10 "$MESHLENS" -g "$CG" -o "$T/access.log" -m off --drops "$opt" nonsense
+		echo "$opt: status=$status output=$output"
+		[ "$status" = 2 ]
+		[ "${#lines[@]}" = 1 ]
+		[[ "$output" == *nonsense* ]]
+		[ -z "$(bpftool cgroup show "$CG")" ]
+	done
+}
+
+# --- off by default ------------------------------------------------------------------
+
+@test "without --drops: no kfree_skb program, no drop metrics, no drop log, no drops key; --probe says so" {
+	make_ns
+	start_metrics_daemon
+	# no program of ours traces drops; nor does anyone else's meshlens,
+	# unless another daemon (not this test's) runs with --drops
+	prog_names_of "$DAEMON_PID" >"$T/progs"
+	[ -s "$T/progs" ]	# the daemon's own programs are visible
+	[ -z "$(grep '^ml_kfree' "$T/progs")" ]
+	bpftool prog show -j | jq -r '.[] | select(.name | startswith("ml_kfree")) | .id' >"$T/kfree_ids"
+	while read -r id; do
+		holders=$(grep -ls "^prog_id:[[:space:]]*$id\$" /proc/[0-9]*/fdinfo/* | cut -d/ -f3 | sort -u)
+		echo "ml_kfree program $id held by: ${holders:-nobody (pinned?)}"
+		[ -n "$holders" ]
+		[ -z "$(grep -x "$DAEMON_PID" <<<"$holders")" ]
+	done <"$T/kfree_ids"
+	# traffic and drops happen, nothing of them is reported as drops
+	pkt closed udp 10.213.0.1 10.213.0.1 9 5
+	traffic many 127.0.0.1 3
+	wait_records 6
+	check_conns
+	sleep 0.6	# three refresh intervals
+	scrape_to "$T/m"
+	[ "$(samples_in count "$T/m" meshlens_drops_total)" = 0 ]
+	[ "$(samples_in count "$T/m" meshlens_drop_bytes_total)" = 0 ]
+	[ "$(jq -s 'map(select(.type == "drop")) | length' "$T/access.log")" = 0 ]
+	[ "$(jq -s 'map(select(has("drops") or has("last_drop_reason"))) | length' "$T/access.log")" = 0 ]
+	run "$MESHLENS" --probe
+	[ "$status" = 0 ]
+	line=$(awk '$1 == "packet-drops"' <<<"$output")
+	echo "probe: $line"
+	[[ "$line" == *"tp_btf/kfree_skb"* ]]
+	[[ "$line" == *"(off by default: --drops)"* ]]
+}
