@@ -49,7 +49,7 @@ static const struct reason_map core_map[] = {
 	/*
 	 * No reason given (kfree_skb() without one): the layer is unknown.
 	 * It also fires for pure ACKs a socket in CLOSE_WAIT receives after a
-	 * half-close (see benign[] below).
+	 * half-close (see benign_reasons[] below).
 	 */
 	{ "NOT_SPECIFIED", "other" },
 
@@ -177,15 +177,18 @@ static const char *const layers[] = { "l1", "l2", "l3", "l4", "other" };
  *   chose not to read, not lost on the way.
  * - UNIX_SKIP_OOB: every read past an AF_UNIX MSG_OOB mark (20 -> 20): the
  *   out-of-band byte is skipped by design.
- * Measured and kept on: NOT_SPECIFIED (49 of 50 half-closed connections:
- * pure ACKs reaching a CLOSE_WAIT socket are freed with no reason) stays on
- * because it is also every drop site the kernel has not annotated; NO_SOCKET
+ * - NOT_SPECIFIED: 49 of 50 half-closed connections (pure ACKs reaching a
+ *   CLOSE_WAIT socket are freed with no reason). It is also every drop site
+ *   the kernel has not annotated, so it is one --include away; on by
+ *   default it would give ordinary connections "drops" in the access log.
+ * Measured and kept on: NO_SOCKET
  * and TCP_CLOSE (7 of 50 clients closing with unread data while the server
  * kept sending) are data really thrown away, as are refused connects and
  * UDP to closed ports (NO_SOCKET). TCP_OLD_DATA never fired on clean
  * loopback; when it does, a retransmission raced an ACK: worth seeing.
  */
-static const char *const benign[] = { "QUEUE_PURGE", "SOCKET_CLOSE", "UNIX_SKIP_OOB" };
+static const char *const benign_reasons[] = { "QUEUE_PURGE", "SOCKET_CLOSE", "UNIX_SKIP_OOB",
+					      "NOT_SPECIFIED" };
 
 struct reason_vec {
 	struct drop_reason *v;
@@ -251,8 +254,8 @@ static const char *layer_of(const char *module)
 
 static bool is_benign(const char *name)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(benign); i++)
-		if (!strcmp(benign[i], name))
+	for (size_t i = 0; i < ARRAY_SIZE(benign_reasons); i++)
+		if (!strcmp(benign_reasons[i], name))
 			return true;
 	return false;
 }
@@ -317,7 +320,8 @@ static int load_core(const struct btf *btf, const struct btf_type *t, struct rea
 			continue;
 		if (!strcmp(name, CORE_PREFIX "SUBSYS_MASK")) {
 			if (value != SUBSYS_MASK) {
-				set_err(err, errlen, "enum skb_drop_reason: SUBSYS_MASK is 0x%" PRIx32
+				set_err(err, errlen,
+					"enum skb_drop_reason: SUBSYS_MASK is 0x%" PRIx32
 					", expected 0x%" PRIx32 ": unknown reason layout",
 					value, (uint32_t)SUBSYS_MASK);
 				return -EPROTO;
@@ -458,6 +462,32 @@ static int scan_modules(struct btf *vmlinux, const struct subsys *subs, int n_su
 	return ret;
 }
 
+/*
+ * Sorts the drops by value for drop_reasons_find() (a value named twice
+ * keeps one name) and sets *n to how many there are. The non-drops ride
+ * behind them, ended by an entry with an empty name:
+ * drop_reasons_core_value() needs their values, and nothing that walks
+ * v[0..n) sees them.
+ */
+static int finish(struct reason_vec *drops, const struct reason_vec *nondrops, size_t *n)
+{
+	size_t kept = 0;
+	int ret = 0;
+
+	if (drops->n)
+		qsort(drops->v, drops->n, sizeof(*drops->v), cmp_reason);
+	for (size_t i = 0; i < drops->n; i++)
+		if (!kept || drops->v[i].value != drops->v[kept - 1].value)
+			drops->v[kept++] = drops->v[i];
+	drops->n = kept;
+	for (size_t i = 0; !ret && i < nondrops->n; i++)
+		ret = vec_push(drops, nondrops->v[i].value, nondrops->v[i].name, "other", false);
+	if (!ret)
+		ret = vec_push(drops, 0, "", "other", false);
+	*n = kept;
+	return ret;
+}
+
 int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, size_t errlen)
 {
 	const char *where = btf_path ? btf_path : MODULE_BTF_DIR "/vmlinux";
@@ -465,7 +495,7 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 	struct subsys *subs = NULL;
 	const struct btf_type *t;
 	struct btf *btf;
-	size_t kept = 0;
+	size_t n = 0;
 	int ret, n_subs = 0;
 
 	r->v = NULL;
@@ -492,34 +522,15 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 		ret = scan_subsys_enums(btf, 1, subs, n_subs, &drops);
 	if (!ret && n_subs && !btf_path)
 		ret = scan_modules(btf, subs, n_subs, &drops);
-	if (ret)
-		goto oom;
-
-	/* Sorted by value for drops_find(); a value named twice keeps one name. */
-	if (drops.n)
-		qsort(drops.v, drops.n, sizeof(*drops.v), cmp_reason);
-	for (size_t i = 0; i < drops.n; i++)
-		if (!kept || drops.v[i].value != drops.v[kept - 1].value)
-			drops.v[kept++] = drops.v[i];
-	drops.n = kept;
-
-	/*
-	 * The non-drops ride behind the n listed reasons, ended by an entry
-	 * with an empty name: drop_reasons_core_value() needs their values, and
-	 * nothing that walks v[0..n) sees them.
-	 */
-	for (size_t i = 0; !ret && i < nondrops.n; i++)
-		ret = vec_push(&drops, nondrops.v[i].value, nondrops.v[i].name, "other", false);
 	if (!ret)
-		ret = vec_push(&drops, 0, "", "other", false);
-	if (ret)
-		goto oom;
+		ret = finish(&drops, &nondrops, &n);
+	if (ret) {
+		set_err(err, errlen, "loading drop reasons from %s: %s", where, strerror(-ret));
+		goto cleanup;
+	}
 	r->v = drops.v;
-	r->n = kept;
+	r->n = n;
 	drops.v = NULL;
-	goto cleanup;
-oom:
-	set_err(err, errlen, "loading drop reasons from %s: %s", where, strerror(-ret));
 cleanup:
 	free(subs);
 	free(drops.v);
@@ -687,7 +698,8 @@ int drop_reasons_select(struct drop_reasons *r, char *const *include, int n_incl
 
 		d->enabled = n_include ? false : !d->benign;
 		for (int i = 0; i < n_include; i++)
-			if (name_matches(d, include[i]) || (!d->benign && group_matches(d, include[i])))
+			if (name_matches(d, include[i]) ||
+			    (!d->benign && group_matches(d, include[i])))
 				d->enabled = true;
 		for (int i = 0; i < n_exclude; i++)
 			if (name_matches(d, exclude[i]) || group_matches(d, exclude[i]))
