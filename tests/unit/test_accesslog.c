@@ -1233,6 +1233,115 @@ static void test_sink_stdout_partial_write(void **state)
 	free(want);
 }
 
+/* ---- drops ---- */
+
+static const char *fake_namer(void *ctx, uint32_t reason, char *buf, size_t len)
+{
+	(void)ctx;
+	snprintf(buf, len, "REASON_%u", reason);
+	return buf;
+}
+
+static void test_drop_keys_on_connection_records(void **state)
+{
+	struct accesslog_clock zero = { 0 };
+	struct tcp_probe_info r = { 0 };
+	char buf[ACCESSLOG_LINE_MAX];
+	cJSON *j;
+
+	(void)state;
+	r.type = ML_REC_CONN_CLOSE;
+	r.conn_success = 1;
+	/* drop tracing off: no key at all */
+	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	assert_null(strstr(buf, "drops"));
+	/* on, none dropped: "drops":0 and no reason */
+	r.flags = ML_F_DROPS;
+	accesslog_set_reason_namer(fake_namer, NULL);
+	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	j = cJSON_Parse(buf);
+	assert_non_null(j);
+	assert_int_equal(cJSON_GetObjectItem(j, "drops")->valuedouble, 0);
+	assert_null(cJSON_GetObjectItem(j, "last_drop_reason"));
+	cJSON_Delete(j);
+	r.drops = 3;
+	r.last_drop_reason = 12;
+	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	j = cJSON_Parse(buf);
+	assert_int_equal(cJSON_GetObjectItem(j, "drops")->valuedouble, 3);
+	assert_string_equal(cJSON_GetObjectItem(j, "last_drop_reason")->valuestring, "REASON_12");
+	cJSON_Delete(j);
+	accesslog_set_reason_namer(NULL, NULL);
+}
+
+static void test_drop_line(void **state)
+{
+	struct accesslog_clock clk = { .mono_to_real_ns = 1700000000000000000LL };
+	struct accesslog_drop_names names = { "NETFILTER_DROP", "l3", "l3.netfilter" };
+	struct ml_flow_key k = { 0 };
+	struct ml_flow_val v = { 0 };
+	char buf[ACCESSLOG_LINE_MAX];
+	cJSON *j;
+
+	(void)state;
+	k.family = AF_INET;
+	k.l4proto = 6;
+	k.direction = ML_DROP_EGRESS;
+	k.src_addr[10] = k.src_addr[11] = k.dst_addr[10] = k.dst_addr[11] = 0xff;
+	k.src_addr[12] = 10, k.src_addr[15] = 1;
+	k.dst_addr[12] = 10, k.dst_addr[15] = 2;
+	k.src_port = 40000;
+	k.dst_port = 443;
+	k.ifindex = 3;
+	k.netns = 4026531840u;
+	v.packets = 7;
+	v.bytes = 9000;
+	v.first_ns = 1000;
+	v.last_ns = 2000;
+	v.tcp_flags = 0x12; /* SYN|ACK */
+	v.tcp_state = 2;
+	v.sock_cookie = 99;
+	assert_true(accesslog_format_drop(&k, &v, &names, &clk, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "{\"type\":\"drop\",\"time\":\"2023-11-14T22:13:20.000002Z\","));
+	j = cJSON_Parse(buf);
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetObjectItem(j, "reason")->valuestring, "NETFILTER_DROP");
+	assert_string_equal(cJSON_GetObjectItem(j, "module")->valuestring, "l3.netfilter");
+	assert_string_equal(cJSON_GetObjectItem(j, "direction")->valuestring, "egress");
+	assert_string_equal(cJSON_GetObjectItem(j, "protocol")->valuestring, "tcp");
+	assert_string_equal(cJSON_GetObjectItem(j, "src_addr")->valuestring, "10.0.0.1");
+	assert_string_equal(cJSON_GetObjectItem(j, "dst_addr")->valuestring, "10.0.0.2");
+	assert_int_equal(cJSON_GetObjectItem(j, "dst_port")->valuedouble, 443);
+	assert_string_equal(cJSON_GetObjectItem(j, "tcp_flags")->valuestring, "SYN|ACK");
+	assert_string_equal(cJSON_GetObjectItem(j, "tcp_state")->valuestring, "SYN_SENT");
+	assert_int_equal(cJSON_GetObjectItem(j, "packets")->valuedouble, 7);
+	assert_int_equal(cJSON_GetObjectItem(j, "bytes")->valuedouble, 9000);
+	assert_int_equal(cJSON_GetObjectItem(j, "sock_cookie")->valuedouble, 99);
+	cJSON_Delete(j);
+	/* ICMPv6: type and code instead of ports, no TCP keys */
+	k.family = AF_INET6;
+	k.l4proto = 58;
+	k.src_port = 128;
+	k.dst_port = 0;
+	v.tcp_state = 0;
+	v.sock_cookie = 0;
+	memset(k.src_addr, 0, sizeof(k.src_addr));
+	k.src_addr[15] = 1;
+	assert_true(accesslog_format_drop(&k, &v, &names, &clk, buf, sizeof(buf)) > 0);
+	j = cJSON_Parse(buf);
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetObjectItem(j, "family")->valuestring, "ipv6");
+	assert_string_equal(cJSON_GetObjectItem(j, "protocol")->valuestring, "icmpv6");
+	assert_string_equal(cJSON_GetObjectItem(j, "src_addr")->valuestring, "::1");
+	assert_int_equal(cJSON_GetObjectItem(j, "icmp_type")->valuedouble, 128);
+	assert_null(cJSON_GetObjectItem(j, "src_port"));
+	assert_null(cJSON_GetObjectItem(j, "tcp_flags"));
+	assert_null(cJSON_GetObjectItem(j, "sock_cookie"));
+	cJSON_Delete(j);
+	/* too small a buffer: -1 */
+	assert_int_equal(accesslog_format_drop(&k, &v, &names, &clk, buf, 40), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1242,6 +1351,8 @@ int main(void)
 		cmocka_unit_test(test_failed_record),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_number_limits),
+		cmocka_unit_test(test_drop_keys_on_connection_records),
+		cmocka_unit_test(test_drop_line),
 		cmocka_unit_test(test_time_vectors),
 		cmocka_unit_test(test_time_matches_gmtime),
 		cmocka_unit_test(test_clock_sync),
