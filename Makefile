@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c cgroup/cgroup.c accesslog/accesslog.c \
+DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c cgroup/cgroup.c accesslog/accesslog.c \
 	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
 	       drops/diagnose.c
 BPF_SRCS    := bpf/meshlens.bpf.c

@@ -30,6 +30,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory only for what was dropped */
 	__uint(max_entries, 4096);
 	__type(key, struct ml_drop_key);
 	__type(value, struct ml_drop_val);
@@ -37,6 +38,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct ml_flow_key);
 	__type(value, struct ml_flow_val);

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -131,4 +133,83 @@ int cgroup_attach(struct bpf_program *const *progs, int n, int cgroup_fd,
 		}
 	}
 	return 0;
+}
+
+int cgroup_link_path(char *buf, size_t len, const char *pin_dir, int cgroup_fd, const char *name)
+{
+	struct stat st;
+
+	if (fstat(cgroup_fd, &st)) /* a cgroup's id is its directory's inode */
+		return -errno;
+	if (snprintf(buf, len, "%s/link-%llu-%s", pin_dir, (unsigned long long)st.st_ino, name) >=
+	    (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int cgroup_attach_pinned(struct bpf_program *const *progs, const char *const *names, int n,
+			 int cgroup_fd, const char *pin_dir, struct bpf_link **links)
+{
+	bool made[n];
+	char path[4096];
+	int i, err;
+
+	for (i = 0; i < n; i++) {
+		made[i] = false;
+		err = cgroup_link_path(path, sizeof(path), pin_dir, cgroup_fd, names[i]);
+		if (err)
+			goto fail;
+		/* a link the previous daemon left, if any */
+		links[i] = access(path, F_OK) ? NULL : bpf_link__open(path);
+		if (links[i] && !bpf_link__update_program(links[i], progs[i]))
+			continue;
+		if (links[i]) { /* not a link we can update: replace it */
+			bpf_link__unpin(links[i]);
+			bpf_link__destroy(links[i]);
+		}
+		links[i] = bpf_program__attach_cgroup(progs[i], cgroup_fd);
+		if (!links[i]) {
+			err = -errno;
+			goto fail;
+		}
+		err = bpf_link__pin(links[i], path);
+		if (err) {
+			bpf_link__destroy(links[i]);
+			goto fail;
+		}
+		made[i] = true;
+	}
+	return 0;
+fail:
+	while (i--) {
+		if (made[i])
+			bpf_link__unpin(links[i]);
+		bpf_link__destroy(links[i]);
+		links[i] = NULL;
+	}
+	return err;
+}
+
+int cgroup_unpin_stale(const char *pin_dir, char *const *keep, int n)
+{
+	DIR *dir = opendir(pin_dir);
+	struct dirent *de;
+	char path[4096];
+	int removed = 0;
+
+	if (!dir)
+		return 0;
+	while ((de = readdir(dir))) {
+		bool wanted = false;
+
+		if (strncmp(de->d_name, "link-", 5))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+		for (int i = 0; i < n && !wanted; i++)
+			wanted = !strcmp(keep[i], path);
+		if (!wanted && !unlink(path))
+			removed++;
+	}
+	closedir(dir);
+	return removed;
 }

@@ -37,4 +37,23 @@ int cgroup_ensure_bpffs(const char *dir);
 int cgroup_attach(struct bpf_program *const *progs, int n, int cgroup_fd,
 		  struct bpf_link **links);
 
+/*
+ * The same, with each link pinned at pin_dir/link-<cgroup id>-<name>, so
+ * programs stay attached while no daemon runs. A link already pinned there
+ * (left by the previous daemon) gets the new program swapped in
+ * atomically (BPF_LINK_UPDATE): no moment without a program. All or
+ * nothing: on failure, links pinned here are unpinned again.
+ */
+int cgroup_attach_pinned(struct bpf_program *const *progs, const char *const *names, int n,
+			 int cgroup_fd, const char *pin_dir, struct bpf_link **links);
+
+/* Where cgroup_attach_pinned() pins the link of program `name`. 0 or -errno. */
+int cgroup_link_path(char *buf, size_t len, const char *pin_dir, int cgroup_fd, const char *name);
+
+/*
+ * Unpin (and so detach) every link pinned under pin_dir that is not one
+ * of keep[0..n) (paths). Returns how many were removed.
+ */
+int cgroup_unpin_stale(const char *pin_dir, char *const *keep, int n);
+
 #endif /* MESHLENS_CGROUP_H */

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "loader.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +85,16 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb, drop == DROP_TP_BTF);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_old, drop == DROP_TP_BTF_OLD);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_tp, drop == DROP_TRACEPOINT);
-	if (drop == DROP_OFF) { /* no drop program: keep its maps minimal */
-		bpf_map__set_max_entries(skel->maps.drop_filter, 1);
-		bpf_map__set_max_entries(skel->maps.drop_counts, 1);
-		bpf_map__set_max_entries(skel->maps.drop_flows, 1);
+	if (b->pin_dir[0]) {
+		struct bpf_map *maps[] = { skel->maps.sk_states, skel->maps.events,
+					   skel->maps.counters, skel->maps.drop_counts,
+					   skel->maps.drop_flows };
+		char path[512];
+
+		for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s", b->pin_dir, bpf_map__name(maps[i]));
+			bpf_map__set_pin_path(maps[i], path);
+		}
 	}
 	err = meshlens_bpf__load(skel);
 	if (err) {
@@ -96,13 +107,36 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	return 0;
 }
 
-int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, char *err,
-		size_t errlen)
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const char *pin_dir,
+		char *err, size_t errlen)
 {
 	enum drop_hook drop = drops ? tp_btf_variant() : DROP_OFF;
 	int ret;
 
 	memset(b, 0, sizeof(*b));
+	if (pin_dir) {
+		struct statfs sfs;
+		char parent[256];
+
+		snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
+		snprintf(parent, sizeof(parent), "%s", pin_dir);
+		*strrchr(parent, '/') = '\0';
+		/* bpffs is not mounted at boot on every host */
+		if (!strcmp(parent, "/sys/fs/bpf"))
+			cgroup_ensure_bpffs(parent);
+		if (mkdir(pin_dir, 0700) == 0)
+			b->pin_dir_made = true;
+		else if (errno != EEXIST) {
+			snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
+			return -errno;
+		}
+		if (statfs(pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
+			snprintf(err, errlen, "--pin-path '%s': not on a bpf filesystem", pin_dir);
+			if (b->pin_dir_made)
+				rmdir(pin_dir);
+			return -EMEDIUMTYPE;
+		}
+	}
 	libbpf_set_print(libbpf_print);
 	quiet_libbpf = true;
 	ret = open_and_load(b, ringbuf_bytes, true, drop);
@@ -115,9 +149,70 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, char *
 	quiet_libbpf = false;
 	if (ret) /* once more, aloud, for the verifier's log */
 		ret = open_and_load(b, ringbuf_bytes, false, drop);
-	if (ret)
+	if (ret && b->pin_dir[0] && !b->pin_dir_made)
+		snprintf(err, errlen,
+			 "loading BPF programs: %s (maps pinned under %s by another meshlens "
+			 "version or ringbuf_bytes? remove them with --detach)",
+			 strerror(-ret), b->pin_dir);
+	else if (ret)
 		snprintf(err, errlen, "loading BPF programs: %s", strerror(-ret));
+	if (ret && b->pin_dir_made)
+		ml_bpf_unpin_all(b->pin_dir, NULL, 0);
 	return ret;
+}
+
+int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
+{
+	DIR *dir = opendir(pin_dir);
+	struct dirent *de;
+	char path[512];
+	int ret = 0;
+
+	if (!dir) {
+		if (errno == ENOENT)
+			return 0;
+		ret = -errno;
+		if (err)
+			snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
+		return ret;
+	}
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+		if (unlink(path) && !ret) {
+			ret = -errno;
+			if (err)
+				snprintf(err, errlen, "removing %s: %s", path, strerror(errno));
+		}
+	}
+	closedir(dir);
+	if (!ret && rmdir(pin_dir) && err) {
+		ret = -errno;
+		snprintf(err, errlen, "removing %s: %s", pin_dir, strerror(errno));
+	}
+	return ret;
+}
+
+/* Links a previous daemon pinned for cgroups or programs not wanted now. */
+static void unpin_stale_links(struct ml_bpf *b, const int *cg_fds, int n_cg,
+			      const char *const *names, int n_names)
+{
+	char *keep[ML_MAX_LINKS] = { 0 };
+	int n = 0;
+
+	for (int i = 0; i < n_cg; i++) {
+		for (int j = 0; j < n_names && n < ML_MAX_LINKS; j++) {
+			keep[n] = malloc(512);
+			if (keep[n] && !cgroup_link_path(keep[n], 512, b->pin_dir, cg_fds[i], names[j]))
+				n++;
+			else
+				free(keep[n]);
+		}
+	}
+	cgroup_unpin_stale(b->pin_dir, keep, n);
+	while (n--)
+		free(keep[n]);
 }
 
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen)
@@ -127,6 +222,8 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 					    s->progs.ml_connect6, s->progs.ml_sock_release };
 	struct bpf_program *fexit_progs[2] = { s->progs.ml_fexit_tcp_v4_connect,
 					       s->progs.ml_fexit_tcp_v6_connect };
+	static const char *const cg_names[4] = { "sockops", "connect4", "connect6",
+						 "sock_release" };
 	int n_cg_progs = b->fexit ? 3 : 4;
 	int i, ret;
 
@@ -135,7 +232,10 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		return -E2BIG;
 	}
 	for (i = 0; i < n_cg; i++) {
-		ret = cgroup_attach(cg_progs, n_cg_progs, cg_fds[i], &b->links[b->n_links]);
+		ret = b->pin_dir[0] ? cgroup_attach_pinned(cg_progs, cg_names, n_cg_progs, cg_fds[i],
+							   b->pin_dir, &b->links[b->n_links])
+				    : cgroup_attach(cg_progs, n_cg_progs, cg_fds[i],
+						    &b->links[b->n_links]);
 		if (ret) {
 			snprintf(err, errlen, "attaching to cgroup #%d: %s", i + 1, strerror(-ret));
 			goto fail;
@@ -166,6 +266,8 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		}
 		b->n_links++;
 	}
+	if (b->pin_dir[0])
+		unpin_stale_links(b, cg_fds, n_cg, cg_names, n_cg_progs);
 	if (!b->iter_link) {
 		union bpf_iter_link_info info = {
 			.map.map_fd = (__u32)bpf_map__fd(s->maps.sk_states),
@@ -183,6 +285,8 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 	return 0;
 fail:
 	ml_bpf_detach(b);
+	if (b->pin_dir_made) /* nothing of ours was there before: leave nothing */
+		ml_bpf_unpin_all(b->pin_dir, NULL, 0);
 	return ret;
 }
 

@@ -22,6 +22,8 @@ struct ml_bpf {
 	bool fexit;               /* fexit programs loaded (trampolines allowed) */
 	int fexit_err;            /* errno that refused them, when !fexit */
 	const char *drop_hook;    /* program serving --drops, NULL when off */
+	char pin_dir[256];        /* bpffs directory of pinned maps and links; "" = none */
+	bool pin_dir_made;        /* created by this process: removed again on failure */
 	struct bpf_link *links[ML_MAX_LINKS];
 	int n_links;
 	struct bpf_link *iter_link; /* live-socket iterator over the socket storage */
@@ -37,10 +39,16 @@ struct ml_feature {
 /*
  * Open and load, probing fexit first; with drops, the kfree_skb program
  * matching this kernel's tracepoint prototype (tp_btf, else the classic
- * tracepoint). 0, or -errno with a message in err.
+ * tracepoint). With a pin_dir (on bpffs), the maps that hold state are
+ * pinned there, or adopted when a previous daemon left them: socket
+ * storage, the ringbuf with its unread records, the kernel counters.
+ * 0, or -errno with a message in err.
  */
-int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, char *err,
-		size_t errlen);
+int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const char *pin_dir,
+		char *err, size_t errlen);
+
+/* Remove everything pinned under pin_dir (programs detach, maps go). */
+int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen);
 
 /* Attach every program: cgroup ones to each fd of cg_fds. All or nothing. */
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);

@@ -29,6 +29,7 @@
 #include "options.h"
 #include "loader.h"
 #include "pipeline.h"
+#include "ring.h"
 #include "../accesslog/accesslog.h"
 #include "../cgroup/cgroup.h"
 #include "../drops/diagnose.h"
@@ -48,7 +49,7 @@
 struct ml_daemon {
 	struct ml_options opt;
 	struct ml_bpf bpf;
-	struct ring_buffer *rb;
+	struct ml_ring ring;         /* the pinned ringbuf, read then committed */
 	struct ml_pipeline pl;        /* record -> metrics + access log */
 	struct metrics_http *http;   /* NULL when the endpoint is off */
 	struct expo expo;            /* render buffer, reused */
@@ -122,16 +123,27 @@ static void report_losses(struct ml_daemon *d)
 	d->lost_said_at = now;
 }
 
+/*
+ * Records per read: their lines fit the sink's batch, so nothing is written
+ * before the read ends and the records are released only once their lines
+ * are in the file (see ring.h).
+ */
+#define ML_DRAIN_BATCH 256
+
 static int drain(struct ml_daemon *d)
 {
-	int n;
+	int n, total = 0;
 
 	accesslog_clock_sync(&d->pl.clk);
-	n = ring_buffer__consume(d->rb);
-	if (d->pl.sink)
-		accesslog_flush(d->pl.sink);
+	do {
+		n = ml_ring_read(&d->ring, ML_DRAIN_BATCH, ml_pipeline_record, &d->pl);
+		if (d->pl.sink)
+			accesslog_flush(d->pl.sink);
+		ml_ring_commit(&d->ring);
+		total += n;
+	} while (n == ML_DRAIN_BATCH);
 	report_losses(d);
-	return n;
+	return total;
 }
 
 static void log_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml_flow_val *v,
@@ -396,6 +408,7 @@ static int setup_loop(struct ml_daemon *d)
 		.it_value = { ms / 1000, (long)(ms % 1000) * 1000000L },
 	};
 	sigset_t mask;
+	int ret;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -417,12 +430,12 @@ static int setup_loop(struct ml_daemon *d)
 	its.it_value = its.it_interval;
 	if (timerfd_settime(d->rfd, 0, &its, NULL))
 		return -errno;
-	d->rb = ring_buffer__new(bpf_map__fd(d->bpf.skel->maps.events), ml_pipeline_record, &d->pl,
-				 NULL);
-	if (!d->rb)
-		return -errno;
+	ret = ml_ring_open(&d->ring, bpf_map__fd(d->bpf.skel->maps.events),
+			   bpf_map__max_entries(d->bpf.skel->maps.events));
+	if (ret)
+		return ret;
 	if (add_fd(d->epfd, d->sfd) || add_fd(d->epfd, d->tfd) || add_fd(d->epfd, d->rfd) ||
-	    add_fd(d->epfd, ring_buffer__epoll_fd(d->rb)) ||
+	    add_fd(d->epfd, d->ring.map_fd) ||
 	    (d->http && add_fd(d->epfd, metrics_http_notify_fd(d->http))))
 		return -errno;
 	return 0;
@@ -431,16 +444,12 @@ static int setup_loop(struct ml_daemon *d)
 /* ---- run -------------------------------------------------------------------- */
 
 /*
- * Stop the programs, then deliver everything they queued. A program that
- * was running while its link went away may still be between reserve and
- * submit; a busy record stops the reader, so give it a moment and drain
- * again.
+ * Deliver everything queued so far. The programs stay attached through
+ * their pinned links: what closes while no daemon runs waits in the pinned
+ * ringbuf for the next one (`meshlens --detach` removes it all).
  */
 static void shutdown_and_drain(struct ml_daemon *d)
 {
-	ml_bpf_detach(&d->bpf);
-	drain(d);
-	usleep(20 * 1000);
 	drain(d);
 }
 
@@ -511,8 +520,6 @@ static int not_yet(const char *what)
 
 static int check_supported(const struct ml_options *o)
 {
-	if (o->detach)
-		return not_yet("--detach");
 	if (o->metadata)
 		return not_yet("--metadata");
 	if (o->user)
@@ -564,7 +571,7 @@ static void cleanup(struct ml_daemon *d)
 
 	if (d->http)
 		metrics_http_stop(d->http);
-	ring_buffer__free(d->rb);
+	ml_ring_close(&d->ring);
 	ml_bpf_destroy(&d->bpf);
 	metrics_free(d->pl.metrics);
 	drop_reasons_free(&d->reasons);
@@ -629,6 +636,12 @@ int main(int argc, char **argv)
 		ret = diagnose_once();
 		goto out;
 	}
+	if (d.opt.detach && geteuid() == 0) {
+		ret = ml_bpf_unpin_all(d.opt.pin_path, err, sizeof(err)) ? 1 : 0;
+		if (ret)
+			fprintf(stderr, "meshlens: --detach: %s\n", err);
+		goto out;
+	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "meshlens: must run as root (loading and attaching BPF programs "
 				"needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)\n");
@@ -645,7 +658,8 @@ int main(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	if (ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops, err, sizeof(err))) {
+	if (ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops,
+			d.opt.probe ? NULL : d.opt.pin_path, err, sizeof(err))) {
 		fprintf(stderr, "meshlens: %s\n", err);
 		ret = 1;
 		goto out;

@@ -155,11 +155,53 @@ teardown() { ml_teardown; }
 	grep -q 'exiting on signal 15' "$T/daemon.err"
 }
 
-@test "nothing stays attached after the daemon exits" {
+@test "programs stay attached through pinned links after exit; --detach removes everything" {
 	start_daemon
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" -ge 3 ]
+	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = 4 ]
 	stop_daemon
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect|sock_release')" = 0 ]
+	# still observing: what closes now waits in the pinned ringbuf
+	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = 4 ]
+	[ -e "$PIN/events" ] && [ -e "$PIN/sk_states" ]
+	run "$MESHLENS" --detach --pin-path "$PIN"
+	[ "$status" = 0 ]
+	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ ! -e "$PIN" ]
+}
+
+# restart_during_traffic SIGNAL: connections open and close continuously
+# while the daemon is stopped with SIGNAL and started again
+restart_during_traffic() {
+	start_daemon
+	"$MLTRAFFIC" --cgroup "$CG" --max-seconds 60 many 127.0.0.1 300 --interval-ms 5 >"$T/truth.json" &
+	tool=$!
+	# one connection open across the restart, closed while no daemon runs
+	"$MLTRAFFIC" --cgroup "$CG" pairs 127.0.0.1 3333:4444 --hold-ms 900 >"$T/long.json" &
+	long=$!
+	sleep 0.5
+	kill "-$1" "$DAEMON_PID"
+	wait "$DAEMON_PID" || true
+	DAEMON_PID=""
+	sleep 0.8   # connections keep closing while no daemon runs
+	start_daemon
+	wait "$tool"
+	wait "$long"
+	cat "$T/long.json" >>"$T/truth.json"
+	wait_records 602
+	sleep 0.3
+	check_conns   # every connection: exactly one record per end, exact bytes
+	[ "$(wc -l <"$T/access.log")" = 602 ]
+	# the long one kept its true start and duration
+	lport=$(jq .src_port "$T/long.json")
+	run jq -s --argjson p "$lport" 'map(select(.src_port == $p and .direction == "outbound"))[0].duration_ns' "$T/access.log"
+	[ "$output" -ge 900000000 ]
+}
+
+@test "SIGTERM and start while connections open and close: every record exactly once" {
+	restart_during_traffic TERM
+}
+
+@test "kill -9 and start while connections open and close: every record exactly once" {
+	restart_during_traffic KILL
 }
 
 @test "no reader wake-up per record: 1000 records cost the daemon few context switches" {

@@ -32,7 +32,7 @@ teardown() { ml_teardown; }
 @test "a config file drives the daemon" {
 	jq -n --arg cg "$CG" --arg log "$T/access.log" \
 	  '{cgroups: [$cg], access_log: $log, metrics_addr: "off", drain_interval_ms: 10}' >"$T/c.json"
-	"$MESHLENS" -c "$T/c.json" 2>"$T/daemon.err" &
+	"$MESHLENS" --pin-path "$PIN" -c "$T/c.json" 2>"$T/daemon.err" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do grep -q ready "$T/daemon.err" && break; sleep 0.1; done
 	traffic many 127.0.0.1 2

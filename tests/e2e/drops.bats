@@ -35,7 +35,7 @@ start_metrics_daemon() {
 	MPORT=$(free_port)
 	MURL=http://127.0.0.1:$MPORT
 	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
-	"$MESHLENS" -c "$T/c.json" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" \
+	"$MESHLENS" --pin-path "$PIN" -c "$T/c.json" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" \
 		2>"$T/daemon.err" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
@@ -628,7 +628,7 @@ teardown() {
 
 @test "--include/--exclude of an unknown drop point: exit 2, one line naming it, nothing attached" {
 	for opt in --include --exclude; do
-		run timeout 10 "$MESHLENS" -g "$CG" -o "$T/access.log" -m off --drops "$opt" nonsense
+		run timeout 10 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off --drops "$opt" nonsense
 		echo "$opt: status=$status output=$output"
 		[ "$status" = 2 ]
 		[ "${#lines[@]}" = 1 ]

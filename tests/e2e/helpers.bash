@@ -34,6 +34,8 @@ ml_setup() {
 	CGREL=meshlens-e2e-$$-${BATS_TEST_NUMBER}
 	CG=$CGROOT/$CGREL
 	mkdir "$CG"
+	# pinned maps and links of this test's daemons (see --pin-path)
+	PIN=/sys/fs/bpf/meshlens-e2e-$$-${BATS_TEST_NUMBER}
 	DAEMON_PID=""
 	NETNS=()
 }
@@ -57,6 +59,7 @@ ml_teardown() {
 		wait "$DAEMON_PID" 2>/dev/null
 	fi
 	for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	[ -n "${PIN:-}" ] && "$MESHLENS" --detach --pin-path "$PIN" >/dev/null 2>&1
 	[ -n "${CG:-}" ] && remove_cgroup "$CG"
 	[ -n "${T:-}" ] && rm -rf "$T"
 	return 0
@@ -64,7 +67,7 @@ ml_teardown() {
 
 # start_daemon [extra args...]: attach to $CG, log to $T/access.log, wait for "ready"
 start_daemon() {
-	"$MESHLENS" -g "$CG" -o "$T/access.log" -m off "$@" 2>"$T/daemon.err" &
+	"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off "$@" 2>"$T/daemon.err" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
 		grep -q ready "$T/daemon.err" 2>/dev/null && return 0

@@ -25,7 +25,7 @@ free_port() {
 start_metrics_daemon() {
 	MPORT=$(free_port)
 	MURL=http://127.0.0.1:$MPORT
-	"$MESHLENS" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" 2>"$T/daemon.err" &
+	"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" 2>"$T/daemon.err" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
 		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
@@ -522,7 +522,7 @@ teardown() {
 	bg "$MLTRAFFIC" serve 127.0.0.1 "$port" >"$T/serve.json"
 	for _ in $(seq 50); do grep -q listening "$T/serve.json" && break; sleep 0.1; done
 	[ "$(jq -r .port "$T/serve.json")" = "$port" ]
-	run timeout 10 "$MESHLENS" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$port"
+	run timeout 10 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$port"
 	echo "status=$status output=$output"
 	[ "$status" = 2 ]
 	[ "${#lines[@]}" = 1 ]
