@@ -15,7 +15,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/vml
 NL_CFLAGS := $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 NL_LIBS   := $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS   += $(NL_CFLAGS)
-LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread $(NL_LIBS)
+LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread -lcap $(NL_LIBS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer

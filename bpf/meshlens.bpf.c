@@ -67,12 +67,14 @@ static __always_inline void ml_count(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline struct tcp_probe_info *ml_reserve(void)
+/* lost: which counter says so when the ring is full (open records apart,
+ * so that access-log lines + ML_CNT_RECORDS_LOST = connections, exactly) */
+static __always_inline struct tcp_probe_info *ml_reserve(__u32 lost)
 {
 	struct tcp_probe_info *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 
 	if (!rec) {
-		ml_count(ML_CNT_RECORDS_LOST);
+		ml_count(lost);
 		return NULL;
 	}
 	__builtin_memset(rec, 0, sizeof(*rec));
@@ -162,7 +164,7 @@ static __always_inline __u64 ml_sk_cgroup_id(struct bpf_sock *bsk)
 static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u16 family,
 						  __u32 err)
 {
-	struct tcp_probe_info *rec = ml_reserve();
+	struct tcp_probe_info *rec = ml_reserve(ML_CNT_RECORDS_LOST);
 
 	if (!rec)
 		return;
@@ -311,7 +313,7 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_state *st,
 					  __u32 oldstate)
 {
-	struct tcp_probe_info *rec = ml_reserve();
+	struct tcp_probe_info *rec = ml_reserve(ML_CNT_RECORDS_LOST);
 
 	if (!rec)
 		return;
@@ -349,7 +351,7 @@ static __always_inline void ml_established(struct bpf_sock *sk, struct ml_sock_s
 	st->connect_success = 1;
 	st->sent_base = tp->bytes_acked;
 	st->recv_base = tp->bytes_received;
-	rec = ml_reserve();
+	rec = ml_reserve(ML_CNT_OPEN_LOST);
 	if (!rec)
 		return;
 	ml_fill_conn(rec, tp, st);

@@ -192,9 +192,11 @@ _Static_assert(sizeof(struct ml_flow_val) == 48, "ml_flow_val ABI size");
 /* Indexes of the per-CPU `counters` array map. */
 enum ml_counter {
 	ML_CNT_RECORDS = 0,      /* records submitted to the ringbuf */
-	ML_CNT_RECORDS_LOST = 1, /* records lost: ringbuf reserve failed */
+	ML_CNT_RECORDS_LOST = 1, /* close/failure records lost: ringbuf full */
 	ML_CNT_STORAGE_FAIL = 2, /* sockets not tracked: storage alloc failed */
 	ML_CNT_FLOWS_FULL = 3,   /* drops not kept per flow: drop_flows full */
+	ML_CNT_OPEN_LOST = 4,    /* open records lost: ringbuf full (the close
+				  * record still counts the connection opened) */
 	ML_CNT_MAX = 8,
 };
 

@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/capability.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -262,6 +266,9 @@ static void render_metrics(struct ml_daemon *d)
 			(const char *const[]){ "source", "ringbuf", NULL },
 			kernel_counter(d, ML_CNT_RECORDS_LOST));
 	expo_sample_u64(e, "meshlens_events_lost_total",
+			(const char *const[]){ "source", "ringbuf_open", NULL },
+			kernel_counter(d, ML_CNT_OPEN_LOST));
+	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "socket_storage", NULL },
 			kernel_counter(d, ML_CNT_STORAGE_FAIL));
 	if (d->bpf.drop_hook)
@@ -414,9 +421,6 @@ static int setup_loop(struct ml_daemon *d)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &mask, NULL))
-		return -errno;
-	signal(SIGPIPE, SIG_IGN);
 	d->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	d->rfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -512,6 +516,46 @@ static int print_probe(struct ml_bpf *b)
 	return 0;
 }
 
+/*
+ * After attaching, keep only CAP_BPF, and become --user if given. Map reads
+ * on kernels before 6.5 with unprivileged BPF disabled need CAP_BPF;
+ * nothing else the loop does (map and iterator fds, the bound metrics
+ * socket, netlink dumps, /proc, the open log file) needs a capability.
+ * Loading and attaching again is for the next daemon, started as root.
+ */
+static int drop_privileges(const char *user)
+{
+	const cap_value_t keep[] = { CAP_BPF };
+	struct passwd *pw = NULL;
+	cap_t caps;
+	int ret = 0;
+
+	if (user) {
+		pw = getpwnam(user);
+		if (!pw) {
+			fprintf(stderr, "meshlens: --user '%s': no such user\n", user);
+			return 2;
+		}
+	}
+	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+		if (c != CAP_BPF && CAP_IS_SUPPORTED(c))
+			cap_drop_bound(c);
+	if (pw && (prctl(PR_SET_KEEPCAPS, 1) || setgroups(0, NULL) || setgid(pw->pw_gid) ||
+		   setuid(pw->pw_uid))) {
+		fprintf(stderr, "meshlens: --user '%s': %s\n", user, strerror(errno));
+		return 1;
+	}
+	caps = cap_init();
+	if (!caps || cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) ||
+	    cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) || cap_set_proc(caps) ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		fprintf(stderr, "meshlens: dropping capabilities: %s\n", strerror(errno));
+		ret = 1;
+	}
+	cap_free(caps);
+	return ret;
+}
+
 static int not_yet(const char *what)
 {
 	fprintf(stderr, "meshlens: %s is not supported yet\n", what);
@@ -522,8 +566,6 @@ static int check_supported(const struct ml_options *o)
 {
 	if (o->metadata)
 		return not_yet("--metadata");
-	if (o->user)
-		return not_yet("--user");
 	return 0;
 }
 
@@ -597,6 +639,7 @@ int main(int argc, char **argv)
 {
 	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1, .rfd = -1 };
 	char err[ML_ERR_LEN];
+	sigset_t sigs;
 	int ret;
 
 	ml_options_init(&d.opt);
@@ -623,6 +666,11 @@ int main(int argc, char **argv)
 	ret = check_supported(&d.opt);
 	if (ret)
 		goto out;
+	if (d.opt.user && !getpwnam(d.opt.user)) { /* before anything is attached */
+		fprintf(stderr, "meshlens: --user '%s': no such user\n", d.opt.user);
+		ret = 2;
+		goto out;
+	}
 	if (d.opt.list || d.opt.drops || d.opt.n_include || d.opt.n_exclude) {
 		ret = load_reasons(&d);
 		if (ret)
@@ -649,6 +697,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	d.ncpus = libbpf_num_possible_cpus();
+	/* Block the signals the loop reads from its signalfd before any thread
+	 * starts (the HTTP threads inherit the mask): a SIGTERM delivered to a
+	 * thread that does not block it would kill the process undrained. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	if (!d.opt.probe) {
 		ret = open_cgroups(&d);
 		if (!ret)
@@ -658,10 +715,12 @@ int main(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	if (ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops,
-			d.opt.probe ? NULL : d.opt.pin_path, err, sizeof(err))) {
+	ret = ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops,
+			  d.opt.probe ? NULL : d.opt.pin_path, err, sizeof(err));
+	if (ret) {
 		fprintf(stderr, "meshlens: %s\n", err);
-		ret = 1;
+		/* a --pin-path that cannot be one is bad usage */
+		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR ? 2 : 1;
 		goto out;
 	}
 	if (d.bpf.drop_hook && !d.opt.probe) {
@@ -690,6 +749,9 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
+	ret = drop_privileges(d.opt.user);
+	if (ret)
+		goto out;
 	if (d.http)
 		metrics_http_set_ready(d.http, true);
 	fprintf(stderr, "meshlens: ready: %d cgroup(s) under %s, access log %s, metrics %s, %s\n",

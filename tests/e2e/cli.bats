@@ -49,6 +49,7 @@ bad() {
 	[ "${#lines[@]}" = 1 ]
 	[[ "$output" == *"$expect"* ]]
 	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ ! -e "$PIN" ]   # nothing pinned either
 }
 
 @test "bad usage and bad config: exit 2 with one clear line" {
@@ -65,6 +66,17 @@ bad() {
 	bad "no_such_key" -c "$T/bad3.json"
 	bad "No such file" -c "$T/missing.json"
 	bad "metrics-addr" -m nonsense
+	bad "not a cgroup v2 directory" -g /sys/fs/cgroup/memory -o off --pin-path "$PIN"
+	echo '{"ringbuf_bytes": 1000}' >"$T/bad4.json"
+	bad "ringbuf_bytes" -c "$T/bad4.json"
+	echo '{"drain_interval_ms": "fast"}' >"$T/bad5.json"
+	bad "drain_interval_ms" -c "$T/bad5.json"
+	echo '["not", "an", "object"]' >"$T/bad6.json"
+	bad "bad6.json" -c "$T/bad6.json"
+	bad "unknown drop point" --drops --include no_such_point -g "$CG" -o off --pin-path "$PIN"
+	bad "not on a bpf filesystem" -g "$CG" -o off -m off --pin-path /tmp/not-bpffs-$$
+	bad "no such user" --user no-such-user-$$ -g "$CG" -o off --pin-path "$PIN"
+	rmdir /tmp/not-bpffs-$$ 2>/dev/null || true
 }
 
 @test "not root: exit 2 and says why" {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bats
+# Faults: an overloaded consumer, a full disk, slow metrics clients, and
+# the privileges the daemon keeps.
+
+load helpers
+
+setup() { ml_setup; }
+teardown() {
+	[ -n "${FILLER:-}" ] && rm -f "$FILLER"
+	[ -n "${IDLE_PID:-}" ] && kill "$IDLE_PID" 2>/dev/null
+	if [ -n "${DAEMON_PID:-}" ]; then
+		kill -CONT "$DAEMON_PID" 2>/dev/null
+		kill -TERM "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+		DAEMON_PID=""
+	fi
+	[ -n "${TMPFS:-}" ] && umount "$TMPFS" 2>/dev/null
+	ml_teardown
+	return 0
+}
+
+free_port() {
+	local p
+	for p in $(seq 22000 22999 | shuf); do
+		! ss -ltnH "sport = :$p" | grep -q . && { echo "$p"; return; }
+	done
+}
+
+# metric NAME SELECTOR: the value of one sample (0 when absent)
+metric() {
+	curl -s "127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" -v sel="$2" 'index($0, n "{") == 1 && index($0, sel) { print $NF; f = 1 } END { if (!f) print 0 }'
+}
+
+start_with_config() {
+	MPORT=$(free_port)
+	echo "$1" >"$T/c.json"
+	start_daemon -c "$T/c.json" -m "127.0.0.1:$MPORT"
+}
+
+@test "consumer stopped, tiny ringbuf: logged + lost records == connections x 2, exactly; then it carries on" {
+	start_with_config '{"ringbuf_bytes": 65536}'
+	kill -STOP "$DAEMON_PID"
+	traffic many 127.0.0.1 600 --quiet
+	kill -CONT "$DAEMON_PID"
+	sleep 0.5
+	lines=$(wc -l <"$T/access.log")
+	lost=$(metric meshlens_events_lost_total 'source="ringbuf"')
+	echo "logged $lines, lost $lost of 1200"
+	[ "$lost" -gt 0 ]
+	[ $((lines + lost)) = 1200 ]
+	# the daemon carries on normally
+	: >"$T/truth.json"
+	cp "$T/access.log" "$T/before.log"
+	: >"$T/access.log"
+	traffic many 127.0.0.1 20
+	wait_records 40
+	check_conns
+	[ "$(metric meshlens_events_lost_total 'source="ringbuf"')" = "$lost" ]
+}
+
+@test "disk full: the daemon survives, counts every line it could not write, says so rarely, resumes" {
+	TMPFS=$T/full
+	mkdir "$TMPFS"
+	mount -t tmpfs -o size=256k tmpfs "$TMPFS"
+	FILLER=$TMPFS/filler
+	MPORT=$(free_port)
+	"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$TMPFS/access.log" -m "127.0.0.1:$MPORT" 2>"$T/daemon.err" &
+	DAEMON_PID=$!
+	for _ in $(seq 100); do grep -q ready "$T/daemon.err" && break; sleep 0.1; done
+	# leave room for a few lines only
+	dd if=/dev/zero of="$FILLER" bs=1k count=240 2>/dev/null || true
+	traffic many 127.0.0.1 200 --quiet
+	sleep 1
+	lines=$(wc -l <"$TMPFS/access.log")
+	lost=$(metric meshlens_events_lost_total 'source="access_log"')
+	echo "written $lines, not written $lost of 400"
+	[ "$lost" -gt 0 ]
+	# a line cut short by the full disk is finished first when space returns
+	[ $((lines + lost)) -ge 399 ] && [ $((lines + lost)) -le 400 ]
+	kill -0 "$DAEMON_PID"
+	# said once per second at most, not per line
+	said=$(grep -c "could not be written" "$T/daemon.err")
+	[ "$said" -ge 1 ] && [ "$said" -le 5 ]
+	# space returns: new records are written, whole, and every line of the
+	# 420 is either in the file or counted as not written
+	rm -f "$FILLER"
+	traffic many 127.0.0.1 10
+	for _ in $(seq 50); do
+		[ $(($(wc -l <"$TMPFS/access.log") + lost)) -ge 420 ] && break
+		sleep 0.1
+	done
+	[ $(($(wc -l <"$TMPFS/access.log") + lost)) = 420 ]
+	[ "$(metric meshlens_events_lost_total 'source="access_log"')" = "$lost" ]
+	jq -e . "$TMPFS/access.log" >/dev/null   # no torn line anywhere
+	kill -TERM "$DAEMON_PID"
+	wait "$DAEMON_PID" || { echo "daemon exit $?"; cat "$T/daemon.err"; false; }
+	DAEMON_PID=""
+}
+
+@test "after attaching, only CAP_BPF is left; --user switches to that user" {
+	start_daemon
+	run awk '/^CapEff/ { print $2 }' "/proc/$DAEMON_PID/status"
+	[ "$output" = 0000008000000000 ]   # bit 39: CAP_BPF
+	run awk '/^CapBnd/ { print $2 }' "/proc/$DAEMON_PID/status"
+	[ "$output" = 0000008000000000 ]
+	stop_daemon
+	start_daemon --user nobody
+	[ "$(awk '/^Uid/ { print $2 }' "/proc/$DAEMON_PID/status")" = "$(id -u nobody)" ]
+	[ "$(awk '/^CapEff/ { print $2 }' "/proc/$DAEMON_PID/status")" = 0000008000000000 ]
+	# it still logs, and still refreshes open connections through the iterator
+	traffic many 127.0.0.1 5
+	wait_records 10
+	check_conns
+	run "$MESHLENS" --user no-such-user-here -g "$CG" -o off -m off
+	[ "$status" = 2 ]
+	[[ "$output" == *"no-such-user-here"* ]]
+}
+
+@test "1000 idle connections to the metrics port do not stall record processing" {
+	start_with_config '{}'
+	"$BUILD/mlpkt" connect-flood 127.0.0.1 "$MPORT" 1000 --hold-ms 4000 >/dev/null &
+	IDLE_PID=$!
+	sleep 0.5
+	traffic many 127.0.0.1 100
+	wait_records 200
+	check_conns
+	kill "$IDLE_PID" 2>/dev/null; IDLE_PID=""
+}
