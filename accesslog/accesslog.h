@@ -110,6 +110,34 @@ int accesslog_reopen(struct accesslog_sink *s);
 /* Lines that could not be written (e.g. disk full) since open. */
 uint64_t accesslog_lost_lines(const struct accesslog_sink *s);
 
+/*
+ * Size-based rotation of a file sink (a no-op returning 0 for stdout).
+ * At flush time, before a batch would take a non-empty file past
+ * max_bytes, the file is renamed path.1 -- older ones shift, path.N[.gz]
+ * -> path.N+1[.gz], and the one at max_files is deleted -- and a fresh
+ * path is created (0640). Batches go whole to one file, so no line is
+ * split or lost: a file exceeds max_bytes only when a single batch does.
+ *
+ * path.1 is then gzip-compressed to path.1.gz (fsync'd before path.1 is
+ * removed) a slice at every flush, keeping the loop responsive; a file
+ * that cannot be compressed stays uncompressed (counted in
+ * accesslog_rotation_errors(), said once on stderr). A path.1 already
+ * there (an earlier run stopped before compressing it) is compressed too.
+ *
+ * max_bytes 0 turns rotation off. 0, or -EINVAL (max_files 0),
+ * -ENAMETOOLONG, -ENOMEM. accesslog_reopen() keeps working with it on.
+ */
+int accesslog_set_rotation(struct accesslog_sink *s, uint64_t max_bytes, unsigned int max_files);
+
+/* Rotations done since open. */
+uint64_t accesslog_rotations(const struct accesslog_sink *s);
+
+/*
+ * Rotations and compressions that failed since open. No line is lost by
+ * them: they stay in the current file, or in an uncompressed path.N.
+ */
+uint64_t accesslog_rotation_errors(const struct accesslog_sink *s);
+
 /* Flush and close. */
 void accesslog_close(struct accesslog_sink *s);
 

@@ -368,6 +368,16 @@ static int open_sink(struct ml_daemon *d)
 		fprintf(stderr, "meshlens: --access-log '%s': %s\n", dest, strerror(errno));
 		return 2;
 	}
+	if (d->opt.log_max_size_kb > 0) {
+		int err = accesslog_set_rotation(d->pl.sink, (uint64_t)d->opt.log_max_size_kb * 1024,
+						 d->opt.log_max_files);
+
+		if (err) {
+			fprintf(stderr, "meshlens: --access-log '%s': rotation: %s\n", dest,
+				strerror(-err));
+			return 2;
+		}
+	}
 	return 0;
 }
 

@@ -101,6 +101,8 @@ void ml_options_init(struct ml_options *o)
 	o->refresh_interval_ms = 5000;
 	o->max_series = 10000;
 	o->series_idle_seconds = 3600;
+	o->log_max_size_kb = 0;
+	o->log_max_files = 5;
 }
 
 static char *dup_or_null(const char *s, bool *ok)
@@ -262,6 +264,10 @@ static const struct cfg_key cfg_keys[] = {
 	  .max = 10000000 },
 	{ .name = "series_idle_seconds", .kind = CFG_UINT, .off = OFF(series_idle_seconds),
 	  .min = 0, .max = 31536000 },
+	{ .name = "log_max_size_kb", .kind = CFG_UINT, .off = OFF(log_max_size_kb),
+	  .min = 0, .max = 4194304 },
+	{ .name = "log_max_files", .kind = CFG_UINT, .off = OFF(log_max_files),
+	  .min = 1, .max = 1000 },
 };
 
 #define N_CFG_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))

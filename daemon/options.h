@@ -46,6 +46,9 @@ struct ml_options {
 	unsigned int refresh_interval_ms; /* key "refresh_interval_ms": live-socket counters, 100..600000; default 5000 */
 	unsigned int max_series;        /* key "max_series": IP-pair series cap, 1..10000000; default 10000 */
 	unsigned int series_idle_seconds; /* key "series_idle_seconds": drop idle series, 0 = never; default 3600 */
+	unsigned int log_max_size_kb;   /* key "log_max_size_kb": rotate the access-log file before it
+					 * passes this many KiB, 0..4194304 (4 GiB); 0 = never (default) */
+	unsigned int log_max_files;     /* key "log_max_files": rotated (gzip) files kept, 1..1000; default 5 */
 	/* one-shot actions (command line only) */
 	bool gen_config, list, probe, diagnose, detach, version, help;
 };

@@ -127,3 +127,21 @@ start_with_config() {
 	check_conns
 	kill "$IDLE_PID" 2>/dev/null; IDLE_PID=""
 }
+
+@test "size rotation while traffic flows: gzip'd files, every line exactly once, none split, mode 0640" {
+	start_with_config '{"log_max_size_kb": 16, "log_max_files": 1000}'
+	traffic many 127.0.0.1 500 --interval-ms 1
+	sleep 0.5
+	stop_daemon
+	n_gz=$(find "$T" -name 'access.log.*.gz' | wc -l)
+	echo "rotated files: $n_gz"
+	[ "$n_gz" -ge 10 ]
+	[ -z "$(find "$T" -name 'access.log*' ! -perm 0640)" ]
+	# all lines, oldest file first, parse as JSON: none split
+	{ for f in $(find "$T" -name 'access.log.*.gz' | sort -t. -k3,3nr); do zcat "$f"; done
+	  cat "$T/access.log"; } >"$T/all.log"
+	jq -e . "$T/all.log" >/dev/null
+	[ "$(wc -l <"$T/all.log")" = 1000 ]
+	mv "$T/all.log" "$T/access.log"
+	check_conns
+}

@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "accesslog/accesslog.h"
 
@@ -1233,6 +1235,539 @@ static void test_sink_stdout_partial_write(void **state)
 	free(want);
 }
 
+/* ---- rotation ---- */
+
+#define ROT_MAX 4096
+
+static char *slot_path(char *buf, size_t len, const char *base, unsigned int n, const char *suffix)
+{
+	snprintf(buf, len, "%s.%u%s", base, n, suffix);
+	return buf;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return !lstat(path, &st);
+}
+
+static unsigned int mode_of(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+static bool is_gzip(const char *path)
+{
+	unsigned char magic[2] = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, magic, 2), 2);
+	close(fd);
+	return magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+/* Whole file through zlib's gzread (plain files read as they are), appended to buf at *len. */
+static char *gz_slurp_into(const char *path, char *buf, size_t *len, size_t *cap)
+{
+	gzFile f = gzopen(path, "rb");
+	int n;
+
+	assert_non_null(f);
+	do {
+		if (*cap - *len < 65536) {
+			*cap = *cap * 2 + 65536;
+			buf = realloc(buf, *cap);
+			assert_non_null(buf);
+		}
+		n = gzread(f, buf + *len, 65536);
+		assert_true(n >= 0);
+		*len += n;
+	} while (n > 0);
+	assert_int_equal(gzclose(f), Z_OK);
+	return buf;
+}
+
+/*
+ * Slots 1..max of base: how many exist; asserts none is above max, none is
+ * both compressed and not, and no compression is half done.
+ */
+static unsigned int count_slots(const char *base, unsigned int max)
+{
+	char plain[256], gz[256], tmp[256];
+	unsigned int n, found = 0;
+
+	for (n = 1; n <= max + 1; n++) {
+		slot_path(plain, sizeof(plain), base, n, "");
+		slot_path(gz, sizeof(gz), base, n, ".gz");
+		slot_path(tmp, sizeof(tmp), base, n, ".gz.tmp");
+		assert_false(exists(tmp));
+		assert_false(exists(plain) && exists(gz));
+		if (exists(plain) || exists(gz)) {
+			assert_true(n <= max);
+			found++;
+		}
+	}
+	return found;
+}
+
+/* Slots found .. 1 (oldest first), then the live file: one buffer. */
+static char *read_rotated(const char *base, unsigned int slots, size_t *len)
+{
+	char name[256];
+	size_t cap = 0;
+	char *buf = NULL;
+
+	*len = 0;
+	for (unsigned int n = slots; n >= 1; n--) {
+		slot_path(name, sizeof(name), base, n, ".gz");
+		if (!exists(name))
+			slot_path(name, sizeof(name), base, n, "");
+		buf = gz_slurp_into(name, buf, len, &cap);
+	}
+	return gz_slurp_into(base, buf, len, &cap);
+}
+
+/*
+ * 100-byte lines flushed one by one, 4096 bytes a file, 3 files kept:
+ * 40 lines a file, never more than 3 rotated files, each compressed, and
+ * what survives is exactly the newest lines, whole and in order.
+ */
+static void test_rotation_keeps_newest_lines(void **state)
+{
+	const unsigned int files = 3, n_lines = 1000, per_file = ROT_MAX / 100;
+	const char *path = tmp_path("rot.log");
+	char line[100], name[256], *got;
+	unsigned int i, kept, first, in_live;
+	struct accesslog_sink *s;
+	size_t len, one_len = 0, cap = 0;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, ROT_MAX, files), 0);
+	for (i = 0; i < n_lines; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		assert_int_equal(accesslog_flush(s), 0);
+		assert_true(count_slots(path, files) <= files);
+		/* a 4 KiB file is compressed within the flush that rotated it */
+		for (unsigned int n = 1; n <= files; n++)
+			assert_false(exists(slot_path(name, sizeof(name), path, n, "")));
+	}
+	/* a rotation before line 40, 80, ... */
+	assert_int_equal(accesslog_rotations(s), (n_lines - 1) / per_file);
+	assert_int_equal(accesslog_rotation_errors(s), 0);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+
+	assert_int_equal(count_slots(path, files), files);
+	assert_int_equal(mode_of(path), 0640);
+	for (unsigned int n = 1; n <= files; n++) {
+		slot_path(name, sizeof(name), path, n, ".gz");
+		assert_true(is_gzip(name));
+		assert_int_equal(mode_of(name), 0640);
+		got = gz_slurp_into(name, NULL, &one_len, &cap);
+		assert_int_equal(one_len, per_file * 100);
+		free(got);
+		one_len = cap = 0;
+	}
+	in_live = (n_lines - 1) % per_file + 1;
+	kept = files * per_file + in_live;
+	first = n_lines - kept; /* the dropped ones are exactly the oldest */
+	got = read_rotated(path, files, &len);
+	assert_int_equal(len, (size_t)kept * 100);
+	for (i = 0; i < kept; i++) {
+		numbered_line(line, first + i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+}
+
+/*
+ * Lines of random length in batches of random size, all files kept: the
+ * rotated files and the live one hold every line once, in order; each file
+ * starts and ends on a batch boundary and exceeds the limit only when it
+ * is one batch bigger than the limit.
+ */
+static void test_rotation_batches_whole(void **state)
+{
+	const char *path = tmp_path("batch.log");
+	const unsigned int n_lines = 1500;
+	char line[ACCESSLOG_LINE_MAX], name[256], *want, *got;
+	size_t want_len = 0, *bounds, n_bounds = 0, len, off, cap, b;
+	unsigned int i, slots, n;
+	struct accesslog_sink *s;
+	bool *is_bound;
+
+	(void)state;
+	want = malloc(n_lines * ACCESSLOG_LINE_MAX);
+	bounds = malloc((n_lines + 1) * sizeof(*bounds));
+	assert_non_null(want);
+	assert_non_null(bounds);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, ROT_MAX, 1000), 0);
+	bounds[n_bounds++] = 0;
+	for (i = 0; i < n_lines;) {
+		unsigned int batch = 1 + rnd() % 20;
+
+		for (; batch && i < n_lines; batch--, i++) {
+			int l = 40 + rnd() % 860, h;
+
+			h = snprintf(line, sizeof(line), "{\"seq\":%u,\"pad\":\"", i);
+			memset(line + h, 'a' + i % 26, l - h - 3);
+			memcpy(line + l - 3, "\"}\n", 3);
+			assert_int_equal(accesslog_append(s, line, l), 0);
+			memcpy(want + want_len, line, l);
+			want_len += l;
+		}
+		assert_int_equal(accesslog_flush(s), 0);
+		bounds[n_bounds++] = want_len;
+	}
+	slots = accesslog_rotations(s);
+	assert_true(slots > 50);
+	assert_int_equal(accesslog_rotation_errors(s), 0);
+	accesslog_close(s);
+
+	assert_int_equal(count_slots(path, 1000), slots);
+	got = read_rotated(path, slots, &len);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(got, want, want_len);
+	free(got);
+
+	is_bound = calloc(want_len + 1, sizeof(*is_bound));
+	assert_non_null(is_bound);
+	for (b = 0; b < n_bounds; b++)
+		is_bound[bounds[b]] = true;
+	off = 0;
+	for (n = slots; n >= 1; n--) {
+		slot_path(name, sizeof(name), path, n, ".gz");
+		assert_true(is_gzip(name));
+		got = NULL;
+		len = cap = 0;
+		got = gz_slurp_into(name, got, &len, &cap);
+		assert_true(len > 0);
+		assert_true(is_bound[off] && is_bound[off + len]);
+		if (len > ROT_MAX) /* then it is one batch */
+			for (b = off + 1; b < off + len; b++)
+				assert_false(is_bound[b]);
+		off += len;
+		free(got);
+	}
+	assert_true(is_bound[off]);
+	free(is_bound);
+	free(bounds);
+	free(want);
+}
+
+/* stdout cannot rotate: set_rotation is a no-op and every line gets there. */
+static void test_rotation_stdout_noop(void **state)
+{
+	const char *out = tmp_path("stdout.txt");
+	int fd, saved, set, flushes = 0, i;
+	char line[100], name[256], *got;
+	struct accesslog_sink *s, *f;
+	uint64_t rotations = 1;
+	size_t len;
+
+	(void)state;
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
+
+	/* cmocka prints on stdout: no assertion until it is restored */
+	s = accesslog_open("-");
+	set = s ? accesslog_set_rotation(s, ROT_MAX, 3) : -1;
+	for (i = 0; s && i < 200; i++) {
+		numbered_line(line, i);
+		accesslog_append(s, line, 100);
+		flushes += accesslog_flush(s) == 0;
+	}
+	if (s)
+		rotations = accesslog_rotations(s);
+	accesslog_close(s);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	close(fd);
+
+	assert_non_null(s);
+	assert_int_equal(set, 0);
+	assert_int_equal(flushes, 200);
+	assert_int_equal(rotations, 0);
+	got = slurp(out, &len);
+	assert_int_equal(len, 200 * 100);
+	for (i = 0; i < 200; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+	assert_false(exists(slot_path(name, sizeof(name), out, 1, "")));
+	assert_false(exists(slot_path(name, sizeof(name), out, 1, ".gz")));
+
+	/* arguments: max_files 0 is refused, max_bytes 0 turns rotation off */
+	f = accesslog_open(tmp_path("args.log"));
+	assert_non_null(f);
+	assert_int_equal(accesslog_set_rotation(f, ROT_MAX, 0), -EINVAL);
+	assert_int_equal(accesslog_set_rotation(f, 100, 1), 0);
+	assert_int_equal(accesslog_set_rotation(f, 0, 0), 0);
+	for (i = 0; i < 10; i++) {
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(f, line, 100), 0);
+		assert_int_equal(accesslog_flush(f), 0);
+	}
+	assert_int_equal(accesslog_rotations(f), 0);
+	accesslog_close(f);
+	assert_int_equal(count_slots(tmp_path("args.log"), 1), 0);
+}
+
+/*
+ * An external logrotate moves the live file and sends SIGHUP (reopen) while
+ * built-in rotation is on: until the reopen, the moved file is left alone
+ * (no built-in rotation of it, however big) and gets every line; then
+ * rotation goes on in the new file. Nothing lost or repeated.
+ */
+static void test_rotation_with_reopen(void **state)
+{
+	const char *path = tmp_path("hup.log"), *moved = tmp_path("hup.log.moved");
+	char line[100], name[256], *got = NULL;
+	size_t len = 0, cap = 0;
+	struct accesslog_sink *s;
+	int i;
+
+	(void)state;
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, ROT_MAX, 5), 0);
+	for (i = 0; i < 50; i++) { /* 40 lines, rotation, 10 lines */
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_int_equal(accesslog_rotations(s), 1);
+	assert_int_equal(rename(path, moved), 0);
+	for (; i < 95; i++) { /* past the limit, but the file is not at path any more */
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_int_equal(accesslog_rotations(s), 1);
+	assert_false(exists(path));
+	numbered_line(line, i++); /* queued before the reopen: the moved file */
+	assert_int_equal(accesslog_append(s, line, 100), 0);
+	assert_int_equal(accesslog_reopen(s), 0);
+	assert_int_equal(mode_of(path), 0640);
+	for (; i < 196; i++) { /* 40, rotation, 40, rotation, 20 */
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_int_equal(accesslog_rotations(s), 3);
+	assert_int_equal(accesslog_rotation_errors(s), 0);
+	assert_int_equal(accesslog_lost_lines(s), 0);
+	accesslog_close(s);
+
+	/* oldest first: the pre-reopen rotation (now slot 3), the moved file, slots 2, 1, live */
+	assert_int_equal(count_slots(path, 5), 3);
+	got = gz_slurp_into(slot_path(name, sizeof(name), path, 3, ".gz"), got, &len, &cap);
+	assert_int_equal(len, 4000);
+	got = gz_slurp_into(moved, got, &len, &cap);
+	assert_int_equal(len, 9600);
+	got = gz_slurp_into(slot_path(name, sizeof(name), path, 2, ".gz"), got, &len, &cap);
+	got = gz_slurp_into(slot_path(name, sizeof(name), path, 1, ".gz"), got, &len, &cap);
+	got = gz_slurp_into(path, got, &len, &cap);
+	assert_int_equal(len, 196 * 100);
+	for (i = 0; i < 196; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+}
+
+/*
+ * Compression that cannot happen (its temporary name is taken by a
+ * directory) leaves the rotated file uncompressed, counted and said once;
+ * rotation goes on, and compression works again once it can.
+ */
+static void test_rotation_compress_failure_keeps_lines(void **state)
+{
+	const char *path = tmp_path("nogz.log"), *errs = tmp_path("stderr.txt");
+	char line[100], name[256], tmp[256], *got;
+	int fd, saved, i, ok = 1;
+	struct accesslog_sink *s;
+	uint64_t errors;
+	size_t len;
+
+	(void)state;
+	slot_path(tmp, sizeof(tmp), path, 1, ".gz.tmp");
+	assert_int_equal(mkdir(tmp, 0755), 0);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, ROT_MAX, 5), 0);
+
+	fd = open(errs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	/* cmocka reports failures on stderr: no assertion until it is restored */
+	for (i = 0; i < 100; i++) { /* rotations before 40 and 80 */
+		numbered_line(line, i);
+		ok &= accesslog_append(s, line, 100) == 0;
+		ok &= accesslog_flush(s) == 0;
+	}
+	errors = accesslog_rotation_errors(s);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+
+	assert_true(ok);
+	assert_int_equal(errors, 2);
+	got = slurp(errs, &len);
+	assert_non_null(strstr(got, "compressing"));
+	assert_null(strstr(strstr(got, "compressing") + 1, "compressing")); /* once */
+	free(got);
+	assert_int_equal(accesslog_rotations(s), 2);
+	for (i = 1; i <= 2; i++) {
+		slot_path(name, sizeof(name), path, i, "");
+		assert_true(exists(name));
+		assert_false(is_gzip(name));
+	}
+
+	assert_int_equal(rmdir(tmp), 0);
+	for (i = 100; i < 140; i++) { /* a rotation before 120 */
+		numbered_line(line, i);
+		assert_int_equal(accesslog_append(s, line, 100), 0);
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_int_equal(accesslog_rotations(s), 3);
+	assert_int_equal(accesslog_rotation_errors(s), 2);
+	accesslog_close(s);
+
+	assert_int_equal(count_slots(path, 5), 3);
+	assert_true(is_gzip(slot_path(name, sizeof(name), path, 1, ".gz")));
+	assert_false(is_gzip(slot_path(name, sizeof(name), path, 2, "")));
+	assert_false(is_gzip(slot_path(name, sizeof(name), path, 3, "")));
+	got = read_rotated(path, 3, &len);
+	assert_int_equal(len, 140 * 100);
+	for (i = 0; i < 140; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+}
+
+/*
+ * A big rotated file is compressed a slice per flush, not in the flush that
+ * rotated it; the next flushes (even with nothing to write) finish it.
+ */
+static void test_rotation_compresses_incrementally(void **state)
+{
+	const char *path = tmp_path("big-rot.log");
+	char line[100], plain[256], gz[256], tmp[256], *got;
+	struct accesslog_sink *s;
+	int i, j, flushes;
+	size_t len;
+
+	(void)state;
+	slot_path(plain, sizeof(plain), path, 1, "");
+	slot_path(gz, sizeof(gz), path, 1, ".gz");
+	slot_path(tmp, sizeof(tmp), path, 1, ".gz.tmp");
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, 1 << 20, 2), 0);
+	/* 10 batches of 100 kB fit in 1 MiB, the 11th does not */
+	for (i = 0; i < 11; i++) {
+		for (j = 0; j < 1000; j++) {
+			numbered_line(line, i * 1000 + j);
+			assert_int_equal(accesslog_append(s, line, 100), 0);
+		}
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_int_equal(accesslog_rotations(s), 1);
+	assert_true(exists(plain) && exists(tmp) && !exists(gz));
+	for (flushes = 0; !exists(gz); flushes++) {
+		assert_true(flushes < 100);
+		assert_int_equal(accesslog_flush(s), 0);
+	}
+	assert_true(flushes > 1);
+	assert_false(exists(plain) || exists(tmp));
+	accesslog_close(s);
+
+	got = read_rotated(path, 1, &len);
+	assert_int_equal(len, 11 * 1000 * 100);
+	for (i = 0; i < 11 * 1000; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + (size_t)i * 100, line, 100);
+	}
+	free(got);
+}
+
+/*
+ * A path.1 an earlier run left uncompressed is compressed once rotation is
+ * set (close finishes it when small); a big one is left whole rather than
+ * holding up close.
+ */
+static void test_rotation_resumes_leftover(void **state)
+{
+	const char *path = tmp_path("left.log");
+	char plain[256], gz[256], tmp[256], line[100], *got;
+	struct accesslog_sink *s;
+	size_t len, cap = 0;
+	struct stat st;
+	int fd, i;
+
+	(void)state;
+	slot_path(plain, sizeof(plain), path, 1, "");
+	slot_path(gz, sizeof(gz), path, 1, ".gz");
+	slot_path(tmp, sizeof(tmp), path, 1, ".gz.tmp");
+	fd = open(plain, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	assert_true(fd >= 0);
+	for (i = 0; i < 100; i++) {
+		numbered_line(line, i);
+		assert_int_equal(write(fd, line, 100), 100);
+	}
+	close(fd);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, 1 << 20, 3), 0);
+	accesslog_close(s);
+	assert_false(exists(plain) || exists(tmp));
+	assert_true(is_gzip(gz));
+	len = 0;
+	got = gz_slurp_into(gz, NULL, &len, &cap);
+	assert_int_equal(len, 100 * 100);
+	for (i = 0; i < 100; i++) {
+		numbered_line(line, i);
+		assert_memory_equal(got + i * 100, line, 100);
+	}
+	free(got);
+	assert_int_equal(unlink(gz), 0);
+
+	/* 65 MiB (sparse): close does not wait for it, the file stays as it is */
+	fd = open(plain, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 65 << 20), 0);
+	close(fd);
+	s = accesslog_open(path);
+	assert_non_null(s);
+	assert_int_equal(accesslog_set_rotation(s, 1 << 20, 3), 0);
+	accesslog_close(s);
+	assert_int_equal(stat(plain, &st), 0);
+	assert_int_equal(st.st_size, 65 << 20);
+	assert_false(exists(gz) || exists(tmp));
+	assert_int_equal(unlink(plain), 0);
+}
+
 /* ---- drops ---- */
 
 static const char *fake_namer(void *ctx, uint32_t reason, char *buf, size_t len)
@@ -1370,6 +1905,13 @@ int main(void)
 		cmocka_unit_test(test_sink_write_retried_after_eintr),
 		cmocka_unit_test(test_sink_lost_lines_dev_full),
 		cmocka_unit_test(test_sink_stdout_partial_write),
+		cmocka_unit_test(test_rotation_keeps_newest_lines),
+		cmocka_unit_test(test_rotation_batches_whole),
+		cmocka_unit_test(test_rotation_stdout_noop),
+		cmocka_unit_test(test_rotation_with_reopen),
+		cmocka_unit_test(test_rotation_compress_failure_keeps_lines),
+		cmocka_unit_test(test_rotation_compresses_incrementally),
+		cmocka_unit_test(test_rotation_resumes_leftover),
 	};
 
 	return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);

@@ -133,6 +133,8 @@ static void assert_config_equal(const struct ml_options *a, const struct ml_opti
 	assert_int_equal(a->refresh_interval_ms, b->refresh_interval_ms);
 	assert_int_equal(a->max_series, b->max_series);
 	assert_int_equal(a->series_idle_seconds, b->series_idle_seconds);
+	assert_int_equal(a->log_max_size_kb, b->log_max_size_kb);
+	assert_int_equal(a->log_max_files, b->log_max_files);
 }
 
 static void assert_no_actions(const struct ml_options *o)
@@ -158,6 +160,8 @@ static void assert_defaults(const struct ml_options *o)
 	assert_int_equal(o->refresh_interval_ms, 5000);
 	assert_int_equal(o->max_series, 10000);
 	assert_int_equal(o->series_idle_seconds, 3600);
+	assert_int_equal(o->log_max_size_kb, 0);
+	assert_int_equal(o->log_max_files, 5);
 	assert_no_actions(o);
 }
 
@@ -330,7 +334,9 @@ static void test_config_full(void **state)
 				       "  \"drain_interval_ms\": 1000,\n"
 				       "  \"refresh_interval_ms\": 250,\n"
 				       "  \"max_series\": 3,\n"
-				       "  \"series_idle_seconds\": 0\n"
+				       "  \"series_idle_seconds\": 0,\n"
+				       "  \"log_max_size_kb\": 4194304,\n"
+				       "  \"log_max_files\": 1000\n"
 				       "}\n");
 
 	assert_int_equal(ml_config_load(o, path, err, sizeof(err)), 0);
@@ -351,6 +357,8 @@ static void test_config_full(void **state)
 	assert_int_equal(o->refresh_interval_ms, 250);
 	assert_int_equal(o->max_series, 3);
 	assert_int_equal(o->series_idle_seconds, 0);
+	assert_int_equal(o->log_max_size_kb, 4194304);
+	assert_int_equal(o->log_max_files, 1000);
 	assert_no_actions(o);
 }
 
@@ -419,6 +427,8 @@ static void test_gen_config_round_trip(void **state)
 	assert_non_null(strstr(text, "\"user\":\tnull"));
 	assert_non_null(strstr(text, "\"cgroups\":\t[]"));
 	assert_non_null(strstr(text, "\"ringbuf_bytes\":\t8388608"));
+	assert_non_null(strstr(text, "\"log_max_size_kb\":\t0"));
+	assert_non_null(strstr(text, "\"log_max_files\":\t5"));
 	ml_options_init(&back);
 	back.drops = true;
 	back.drain_interval_ms = 999;
@@ -434,7 +444,8 @@ static void test_gen_config_round_trip(void **state)
 			       "p3", "--user", "nobody", "--pin-path", "/pin", "--metadata",
 			       "/meta"), 0);
 	assert_int_equal(ml_config_parse(&custom, "{\"ringbuf_bytes\": 1073741824,"
-					 " \"drain_interval_ms\": 1}", "t", err, sizeof(err)), 0);
+					 " \"drain_interval_ms\": 1, \"log_max_size_kb\": 10240,"
+					 " \"log_max_files\": 7}", "t", err, sizeof(err)), 0);
 	text = ml_config_dump(&custom);
 	assert_non_null(text);
 	ml_options_init(&back);
@@ -583,6 +594,15 @@ static void test_config_errors(void **state)
 		  { "key 'refresh_interval_ms': expected an integer 100..600000, got 99" } },
 		{ "{\"max_series\": 0}", { "key 'max_series'", "got 0" } },
 		{ "{\"series_idle_seconds\": -1}", { "key 'series_idle_seconds'", "got -1" } },
+		{ "{\"log_max_size_kb\": 4194305}",
+		  { "key 'log_max_size_kb': expected an integer 0..4194304, got 4194305" } },
+		{ "{\"log_max_size_kb\": -1}", { "key 'log_max_size_kb'", "got -1" } },
+		{ "{\"log_max_size_kb\": 1.5}", { "key 'log_max_size_kb'", "got 1.5" } },
+		{ "{\"log_max_size_kb\": \"10M\"}", { "key 'log_max_size_kb'", "a string" } },
+		{ "{\"log_max_files\": 0}",
+		  { "key 'log_max_files': expected an integer 1..1000, got 0" } },
+		{ "{\"log_max_files\": 1001}", { "key 'log_max_files'", "got 1001" } },
+		{ "{\"log_max_files\": null}", { "key 'log_max_files'", "got null" } },
 		{ "{\"drain_interval_ms\": 1.5}", { "key 'drain_interval_ms'", "got 1.5" } },
 		{ "{\"drain_interval_ms\": true}", { "key 'drain_interval_ms'", "got true" } },
 		{ "{\"drain_interval_ms\": null}", { "key 'drain_interval_ms'", "got null" } },
