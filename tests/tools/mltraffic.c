@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -58,6 +60,7 @@ enum {
 	OPT_COUNT,
 	OPT_BYTES,
 	OPT_CPU,
+	OPT_PORTS,
 	/* global options */
 	OPT_CGROUP,
 	OPT_SYNCNT,
@@ -82,6 +85,7 @@ static struct {
 	uint64_t bytes;
 	bool pin;
 	int client_cpu, server_cpu;
+	uint64_t ports;		/* hold: 0 means one per 2000 connections */
 } opt = {
 	.max_seconds = DEFAULT_MAX_SECONDS,
 	.base_bytes = 100,
@@ -125,6 +129,7 @@ static void usage(void)
 "  serve ADDR PORT [--count N]\n"
 "  send ADDR PORT BYTES\n"
 "  storm ADDR N [--bytes B] [--cpu CLIENT_CPU,SERVER_CPU]\n"
+"  hold ADDR N [--ports P]\n"
 "ADDR is a numeric IPv4 or IPv6 address (::ffff:a.b.c.d for v4-mapped).\n"
 "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
@@ -962,6 +967,357 @@ static int mode_storm(int argc, char **argv)
 	return errors ? 1 : 0;
 }
 
+/* --- hold ---------------------------------------------------------------- */
+
+/*
+ * hold ADDR N [--ports P]: N connections established and held open, for
+ * memory measurements.  The listeners (P, default one per 2000 connections:
+ * picking a free local port for connect() slows down sharply as one
+ * destination's share of the ephemeral range fills) are split into groups,
+ * each a client and its forked server, small enough for RLIMIT_NOFILE.
+ * Prints {"event":"holding",...} once every connection is established and
+ * accepted, holds them until SIGTERM/SIGINT or EOF on stdin, closes them
+ * all (clients first) and prints {"event":"released",...}.  --max-seconds
+ * still bounds the whole run, holding included.
+ *
+ * Connections per listener port when --ports is not given; one port's
+ * connections must fit the ephemeral port range (32768-60999 by default). */
+#define HOLD_CONNS_PER_PORT	2000
+#define HOLD_MAX_PER_PORT	28000
+/* Descriptors a process needs besides its sockets. */
+#define HOLD_SPARE_FDS		64
+
+static volatile sig_atomic_t hold_stop;
+
+static void on_hold_stop(int sig)
+{
+	(void)sig;
+	hold_stop = 1;
+}
+
+/*
+ * Raise the soft RLIMIT_NOFILE towards @want (and the hard one, which only
+ * CAP_SYS_RESOURCE may do); returns the soft limit in force.
+ */
+static uint64_t raise_nofile(uint64_t want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		die(errno, "getrlimit(RLIMIT_NOFILE)");
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return want;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		struct rlimit hi = { .rlim_cur = want, .rlim_max = want };
+
+		if (!setrlimit(RLIMIT_NOFILE, &hi))
+			return want;
+	}
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ?
+		      want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		die(errno, "setrlimit(RLIMIT_NOFILE, %" PRIu64 ")",
+		    (uint64_t)rl.rlim_cur);
+	return rl.rlim_cur;
+}
+
+/*
+ * Accept on every listener until the parent closes @ctl_fd, keeping each
+ * accepted socket open (nothing is read or written).  Reports the count on
+ * @report_fd once @n were accepted.
+ */
+static void hold_server(const int *lfds, uint64_t ports, uint64_t n,
+			int ctl_fd, int report_fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN }, evs[64];
+	uint64_t accepted = 0;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0)
+		die(errno, "epoll_create1");
+	for (uint64_t i = 0; i < ports; i++) {
+		ev.data.fd = lfds[i];
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, lfds[i], &ev))
+			die(errno, "epoll_ctl");
+	}
+	ev.data.fd = ctl_fd;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, ctl_fd, &ev))
+		die(errno, "epoll_ctl");
+	for (;;) {
+		int k = epoll_wait(ep, evs, 64, -1);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			die(errno, "epoll_wait");
+		}
+		for (int i = 0; i < k; i++) {
+			if (evs[i].data.fd == ctl_fd)
+				return;	/* parent done: exit closes them all */
+			for (;;) {
+				int fd = accept4(evs[i].data.fd, NULL, NULL,
+						 SOCK_CLOEXEC);
+
+				if (fd < 0) {
+					if (errno == EINTR ||
+					    errno == ECONNABORTED)
+						continue;
+					if (errno == EAGAIN)
+						break;
+					die(errno, "accept");
+				}
+				if (++accepted == n &&
+				    write(report_fd, &accepted,
+					  sizeof(accepted)) != sizeof(accepted))
+					die(errno, "write(report pipe)");
+			}
+		}
+	}
+}
+
+/* Wait until @fd reads EOF (or hangs up), or the stop signal came.  An
+ * invalid @fd (no stdin) leaves the signals only. */
+static void wait_eof(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char buf[256];
+
+	while (!hold_stop) {
+		if (poll(&pfd, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die(errno, "poll");
+		}
+		if (pfd.revents & POLLNVAL) {
+			pfd.fd = -1;
+			continue;
+		}
+		if (pfd.revents) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+
+			if (n == 0 || (n < 0 && errno != EINTR &&
+				       errno != EAGAIN))
+				return;
+		}
+	}
+}
+
+/* A process that dies with its parent (SIGKILL), like fork_server(). */
+static pid_t fork_group(void)
+{
+	pid_t parent = getpid();
+	pid_t pid;
+
+	if (fflush(stdout))
+		die(errno, "fflush(stdout)");
+	pid = fork();
+	if (pid < 0)
+		die(errno, "fork");
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+			die(errno, "prctl(PR_SET_PDEATHSIG)");
+		if (getppid() != parent)
+			_exit(1);
+	}
+	return pid;
+}
+
+/*
+ * One group: @ports listeners served by a forked server, @n client
+ * connections spread over them.  Writes one byte to @ready_fd once every
+ * connection is established and accepted, holds them until @ctl_fd reads
+ * EOF, then closes everything.
+ */
+static void hold_group(const struct addr *listen_addr, uint64_t ports,
+		       uint64_t n, int ctl_fd, int ready_fd)
+{
+	int sctl[2], report[2];
+	struct addr *dst = calloc(ports, sizeof(*dst));
+	int *lfds = calloc(ports, sizeof(*lfds));
+	int *fds = calloc(n, sizeof(*fds));
+	uint64_t accepted = 0, made = 0;
+
+	if (!lfds || !dst || !fds)
+		die(errno, "calloc");
+	for (uint64_t i = 0; i < ports; i++) {
+		/* not listen_socket(): SO_REUSEADDR makes binding port 0
+		 * scan for conflicts, quadratic over thousands of ports */
+		lfds[i] = new_socket(listen_addr, SOCK_NONBLOCK);
+		if (bind(lfds[i], (const struct sockaddr *)&listen_addr->ss,
+			 listen_addr->len))
+			die(errno, "bind");
+		if (listen(lfds[i], SOMAXCONN))
+			die(errno, "listen");
+		local_addr(lfds[i], &dst[i]);
+	}
+	if (pipe2(sctl, O_CLOEXEC) || pipe2(report, O_CLOEXEC))
+		die(errno, "pipe2");
+	if (fork_server() == 0) {
+		close_fd(sctl[1]);
+		close_fd(report[0]);
+		hold_server(lfds, ports, n, sctl[0], report[1]);
+		exit(0);
+	}
+	close_fd(sctl[0]);
+	close_fd(report[1]);
+	for (uint64_t i = 0; i < ports; i++)
+		close_fd(lfds[i]);
+
+	for (; made < n && !hold_stop; made++) {
+		const struct addr *d = &dst[made % ports];
+
+		fds[made] = client_socket(d, false);
+		/* Interrupted by the stop signal: closed below. */
+		if (connect(fds[made], (const struct sockaddr *)&d->ss,
+			    d->len) && !(errno == EINTR && hold_stop))
+			die(errno, "connect (connection %" PRIu64 ")",
+			    made + 1);
+	}
+	if (!hold_stop) {
+		ssize_t r;
+
+		do
+			r = read(report[0], &accepted, sizeof(accepted));
+		while (r < 0 && errno == EINTR && !hold_stop);
+		if (r != sizeof(accepted) && !hold_stop)
+			die(r < 0 ? errno : 0,
+			    "server exited before accepting all");
+	}
+	if (!hold_stop) {
+		/* EPIPE: the parent stopped waiting, release at once */
+		if (write(ready_fd, "r", 1) == 1)
+			wait_eof(ctl_fd);
+		else if (errno != EPIPE)
+			die(errno, "write(ready pipe)");
+	}
+	for (uint64_t i = 0; i < made; i++)
+		close_fd(fds[i]);
+	close_fd(sctl[1]);
+	close_fd(report[0]);
+	wait_server();
+	free(fds);
+	free(lfds);
+	free(dst);
+}
+
+static int mode_hold(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_hold_stop };
+	uint64_t n, ports, groups, per_proc, limit;
+	struct timespec t0, t1;
+	struct addr listen_addr;
+	int ctl[2], ready[2];
+	bool all_ok = true;
+	pid_t *pids;
+	double secs;
+
+	if (argc != 2)
+		usage_error("hold needs ADDR N");
+	parse_addr(argv[0], 0, &listen_addr);
+	n = parse_u64(argv[1], 1, MAX_CONNS, "connection count");
+	ports = opt.ports ? opt.ports
+			  : (n + HOLD_CONNS_PER_PORT - 1) / HOLD_CONNS_PER_PORT;
+	if (ports > n)
+		usage_error("--ports %" PRIu64 " is more than the %" PRIu64
+			    " connections", ports, n);
+	if ((n + ports - 1) / ports > HOLD_MAX_PER_PORT)
+		usage_error("%" PRIu64 " connections per port exceed the "
+			    "ephemeral port range (raise --ports)",
+			    (n + ports - 1) / ports);
+
+	/*
+	 * A server holds its listeners and accepted sockets, a client its
+	 * connections: split the work into groups (a client and its server
+	 * each) that fit the descriptor limit.
+	 */
+	limit = raise_nofile(n + ports + HOLD_SPARE_FDS);
+	if (limit <= 2 * HOLD_SPARE_FDS)
+		die(0, "RLIMIT_NOFILE %" PRIu64 " is too low", limit);
+	per_proc = limit - HOLD_SPARE_FDS;
+	groups = (n + ports + per_proc - 1) / per_proc;
+	while ((n + groups - 1) / groups + (ports + groups - 1) / groups >
+	       per_proc)
+		groups++;
+	/* every group listens on ports of its own */
+	if (ports < groups)
+		ports = groups;
+	if (groups > n)
+		usage_error("%" PRIu64 " connections over %" PRIu64
+			    " ports do not fit RLIMIT_NOFILE %" PRIu64,
+			    n, ports, limit);
+
+	/* Stop cleanly: closing the sockets is part of what is measured. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL))
+		die(errno, "sigaction");
+	if (pipe2(ctl, O_CLOEXEC) || pipe2(ready, O_CLOEXEC))
+		die(errno, "pipe2");
+	pids = calloc(groups, sizeof(*pids));
+	if (!pids)
+		die(errno, "calloc");
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint64_t g = 0; g < groups; g++) {
+		/* even shares: the first (x % groups) groups get one more */
+		uint64_t gp = ports / groups + (g < ports % groups);
+		uint64_t gn = n / groups + (g < n % groups);
+
+		pids[g] = fork_group();
+		if (pids[g] == 0) {
+			close_fd(ctl[1]);
+			close_fd(ready[0]);
+			hold_group(&listen_addr, gp, gn, ctl[0], ready[1]);
+			exit(0);
+		}
+	}
+	close_fd(ctl[0]);
+	close_fd(ready[1]);
+
+	for (uint64_t g = 0; g < groups && !hold_stop; g++) {
+		char c;
+		ssize_t r = read(ready[0], &c, 1);
+
+		if (r < 0 && errno == EINTR) {
+			g--;
+			continue;
+		}
+		if (r != 1) {
+			all_ok = false;	/* a group died; it said why */
+			break;
+		}
+	}
+	if (all_ok && !hold_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		secs = (t1.tv_sec - t0.tv_sec) +
+		       (t1.tv_nsec - t0.tv_nsec) / 1e9;
+		/* Readiness signal; never quiet. */
+		printf("{\"event\":\"holding\",\"conns\":%" PRIu64
+		       ",\"ports\":%" PRIu64 ",\"groups\":%" PRIu64
+		       ",\"seconds\":%.6f}\n", n, ports, groups, secs);
+		if (fflush(stdout))
+			die(errno, "fflush(stdout)");
+		wait_eof(STDIN_FILENO);
+	}
+
+	/* Release: every group closes its connections, then its server. */
+	close_fd(ctl[1]);
+	close_fd(ready[0]);
+	for (uint64_t g = 0; g < groups; g++) {
+		int status;
+
+		while (waitpid(pids[g], &status, 0) < 0)
+			if (errno != EINTR)
+				die(errno, "waitpid");
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			all_ok = false;
+	}
+	free(pids);
+	if (!all_ok)
+		return 1;
+	printf("{\"event\":\"released\",\"conns\":%" PRIu64 "}\n", n);
+	return 0;
+}
+
 /* --- main ---------------------------------------------------------------- */
 
 static const struct mode_desc {
@@ -979,6 +1335,7 @@ static const struct mode_desc {
 	{ "serve", mode_serve, MODE_OPT(OPT_COUNT) },
 	{ "send", mode_send, 0 },
 	{ "storm", mode_storm, MODE_OPT(OPT_BYTES) | MODE_OPT(OPT_CPU) },
+	{ "hold", mode_hold, MODE_OPT(OPT_PORTS) },
 };
 
 static const struct option long_opts[] = {
@@ -995,6 +1352,7 @@ static const struct option long_opts[] = {
 	{ "count",	 required_argument, NULL, OPT_COUNT },
 	{ "bytes",	 required_argument, NULL, OPT_BYTES },
 	{ "cpu",	 required_argument, NULL, OPT_CPU },
+	{ "ports",	 required_argument, NULL, OPT_PORTS },
 	{ 0 }
 };
 
@@ -1061,6 +1419,9 @@ static unsigned int parse_options(int argc, char **argv)
 			break;
 		case OPT_CPU:
 			parse_cpus(optarg);
+			break;
+		case OPT_PORTS:
+			opt.ports = parse_u64(optarg, 1, 28000, "--ports");
 			break;
 		case ':':
 			usage_error("option '%s' needs an argument",
