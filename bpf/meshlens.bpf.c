@@ -485,10 +485,16 @@ int ml_sock_release(struct bpf_sock *ctx)
 /* ---- connections still open ----------------------------------------------- */
 
 /*
- * Walked by user space every refresh interval: one LIVE record per open
- * connection, so byte and retransmit counters advance while connections
- * stay open, without any per-packet hook.
+ * Walked by user space every refresh interval: a LIVE record per open
+ * connection whose counters moved since the last pass (every one on a full
+ * pass), so byte and retransmit counters advance while connections stay
+ * open, without any per-packet hook. Skipping idle sockets matters: the
+ * storage map has as many buckets as CPUs, and each read() of the iterator
+ * walks its bucket from the start again, so a pass costs
+ * elements x reads — few reads when idle sockets produce no output.
  */
+__u32 iter_full_pass; /* set by user space before a pass */
+
 SEC("iter/bpf_sk_storage_map")
 int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
 {
@@ -504,6 +510,12 @@ int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
 		return 0;
 	__builtin_memset(&rec, 0, sizeof(rec));
 	ml_fill_conn(&rec, tp, st);
+	if (!iter_full_pass && rec.sent_bytes == st->live_sent &&
+	    rec.received_bytes == st->live_received && rec.total_retrans == st->live_retrans)
+		return 0;
+	st->live_sent = rec.sent_bytes;
+	st->live_received = rec.received_bytes;
+	st->live_retrans = rec.total_retrans;
 	rec.type = ML_REC_CONN_LIVE;
 	rec.state = sk->__sk_common.skc_state;
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));

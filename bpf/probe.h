@@ -131,8 +131,12 @@ struct ml_sock_state {
 	__u8 pad[2];
 	__u32 drops;              /* packets of this socket dropped */
 	__u32 last_drop_reason;   /* enum skb_drop_reason of the last one */
+	__u64 live_sent;          /* counters the live-socket iterator last reported */
+	__u64 live_received;
+	__u32 live_retrans;
+	__u32 pad2;
 };
-_Static_assert(sizeof(struct ml_sock_state) == 72, "ml_sock_state ABI size");
+_Static_assert(sizeof(struct ml_sock_state) == 96, "ml_sock_state ABI size");
 
 /* ---- packet drops (kfree_skb) ------------------------------------------------ */
 

@@ -69,6 +69,7 @@ struct ml_daemon {
 	uint64_t unwritten_reported; /* access-log lines lost to write errors, reported */
 	time_t lost_said_at;
 	int ncpus;
+	uint64_t refreshes;     /* live-iterator passes so far */
 };
 
 static int usage_error(const char *msg)
@@ -176,20 +177,25 @@ static const char *name_reason(void *ctx, uint32_t value, char *buf, size_t len)
  * ringbuf is drained first, so a connection's close record is never
  * accounted before a LIVE record read earlier (see metrics.h).
  */
+/* Every this many refreshes the iterator reports idle connections too. */
+#define ML_FULL_PASS_EVERY 12
+
 static void refresh_live(struct ml_daemon *d)
 {
 	const size_t rec = sizeof(struct tcp_probe_info);
+	bool full = d->refreshes++ % ML_FULL_PASS_EVERY == 0;
 	size_t have = 0;
 	ssize_t n;
 	int fd;
 
 	drain(d);
+	d->bpf.skel->bss->iter_full_pass = full;
 	fd = ml_bpf_iter_open(&d->bpf);
 	if (fd < 0) {
 		fprintf(stderr, "meshlens: live-socket iterator: %s\n", strerror(-fd));
 		return;
 	}
-	metrics_live_begin(d->pl.metrics);
+	metrics_live_begin(d->pl.metrics, full);
 	for (;;) {
 		if (d->iter_cap - have < 64 * rec) {
 			size_t cap = d->iter_cap ? d->iter_cap * 2 : 256 * rec;
@@ -213,9 +219,12 @@ static void refresh_live(struct ml_daemon *d)
 			ml_pipeline_record(&d->pl, d->iter_buf + off, rec);
 		memmove(d->iter_buf, d->iter_buf + whole, have - whole);
 		have -= whole;
+		/* a long pass must not let the ringbuf fill up behind it; closes
+		 * read now are safe: a closed socket is no longer reported live */
+		drain(d);
 	}
 	close(fd);
-	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC));
+	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC), full);
 	if (d->bpf.drop_hook) {
 		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, log_drop_flow, d);
 		if (d->pl.sink)

@@ -340,19 +340,20 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 
 /* ---- live-iterator passes ------------------------------------------------- */
 
-void metrics_live_begin(struct metrics *m)
+void metrics_live_begin(struct metrics *m, bool full)
 {
-	m->gen++;
+	if (full)
+		m->gen++;
 }
 
-void metrics_live_end(struct metrics *m, uint64_t now_ns)
+void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full)
 {
 	uint64_t idle_ns = (uint64_t)m->cfg.series_idle_seconds * 1000000000ULL;
 
-	/* A connection unseen by two passes lost its close record (ringbuf
-	 * full): forget it, so its series can go idle. conn_del() shifts a
-	 * later entry into the hole, so look at the same slot again. */
-	for (uint32_t i = 0; i <= m->conns_mask; i++) {
+	/* A connection unseen by two full passes lost its close record
+	 * (ringbuf full): forget it, so its series can go idle. conn_del()
+	 * shifts a later entry into the hole, so look at the same slot again. */
+	for (uint32_t i = 0; full && i <= m->conns_mask; i++) {
 		while (m->conns[i].cookie && m->conns[i].seen_gen + 2 <= m->gen) {
 			conn_del(m, &m->conns[i]);
 			m->expired++;

@@ -39,13 +39,14 @@ void metrics_free(struct metrics *m);
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r);
 
 /*
- * Around one pass of the live-socket iterator: LIVE records in between
- * belong to pass `gen`. At the end, connections the last two passes did
- * not see (their close record was lost) are forgotten, and series idle
- * past the limit are dropped. now_ns is CLOCK_MONOTONIC.
+ * Around one pass of the live-socket iterator. A full pass reports every
+ * open connection; others only those whose counters moved. At the end of
+ * a full pass, connections the last two full passes did not see (their
+ * close record was lost) are forgotten; series idle past the limit are
+ * dropped after any pass. now_ns is CLOCK_MONOTONIC.
  */
-void metrics_live_begin(struct metrics *m);
-void metrics_live_end(struct metrics *m, uint64_t now_ns);
+void metrics_live_begin(struct metrics *m, bool full);
+void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full);
 
 /* Append every family of IP-pair metrics, sorted, to e. */
 void metrics_render(struct metrics *m, struct expo *e);
