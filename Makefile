@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c cgroup/cgroup.c accesslog/accesslog.c \
+DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c daemon/metadata.c cgroup/cgroup.c accesslog/accesslog.c \
 	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
 	       drops/diagnose.c
 BPF_SRCS    := bpf/meshlens.bpf.c
@@ -54,6 +54,7 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c | $(BUILD)
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
 $(BUILD)/tests/test_accesslog: accesslog/accesslog.c
 $(BUILD)/tests/test_options: daemon/options.c
+$(BUILD)/tests/test_metadata: daemon/metadata.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
 $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c
 $(BUILD)/tests/test_http: metrics/http.c
@@ -74,7 +75,7 @@ unit: all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests only
 e2e: all ## end-to-end tests only
 	@tests/run.sh --e2e $(BUILD)
 
-$(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c accesslog/accesslog.c \
+$(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c \
 			  metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 

@@ -371,6 +371,19 @@ static void *reason_ctx;
 int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 		     char *buf, size_t len)
 {
+	return accesslog_format_id(r, clk, NULL, buf, len);
+}
+
+/* ,"key":"value" when value is set */
+#define jw_opt(w, key, s)			\
+	do {					\
+		if (s)				\
+			jw_text(w, key, s);	\
+	} while (0)
+
+int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
+			const struct accesslog_identity *id, char *buf, size_t len)
+{
 	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN], rn[64];
 	struct jw w;
 
@@ -413,6 +426,14 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 				reason_namer ? reason_namer(reason_ctx, r->last_drop_reason, rn,
 							    sizeof(rn))
 					     : "UNKNOWN");
+	}
+	if (id) {
+		jw_opt(&w, "cgroup", id->cgroup);
+		jw_opt(&w, "src_workload", id->src_workload);
+		jw_opt(&w, "src_namespace", id->src_namespace);
+		jw_opt(&w, "dst_workload", id->dst_workload);
+		jw_opt(&w, "dst_namespace", id->dst_namespace);
+		jw_opt(&w, "dst_service", id->dst_service);
 	}
 	jw_lit(&w, "}\n");
 	return jw_end(&w);

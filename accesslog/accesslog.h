@@ -61,6 +61,26 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 		     char *buf, size_t len);
 
 /*
+ * Workload identity of a connection record, resolved by the caller; NULL
+ * members are left out of the line. "src_*" name the client, "dst_*" the
+ * server; cgroup is the socket's cgroup path relative to the cgroup v2 root.
+ */
+struct accesslog_identity {
+	const char *cgroup;
+	const char *src_workload, *src_namespace;
+	const char *dst_workload, *dst_namespace, *dst_service;
+};
+
+/*
+ * accesslog_format() plus the identity keys ("cgroup", "src_workload",
+ * "src_namespace", "dst_workload", "dst_namespace", "dst_service"), each
+ * value escaped. id NULL: exactly accesslog_format(). -1 if buf is too
+ * small (long names can make that happen within ACCESSLOG_LINE_MAX).
+ */
+int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
+			const struct accesslog_identity *id, char *buf, size_t len);
+
+/*
  * With --drops, records carry "drops" and, when some were dropped,
  * "last_drop_reason": the daemon names reasons (from the kernel's BTF)
  * through this, set once at start-up. buf is scratch space the namer may

@@ -21,6 +21,7 @@
 #include <sys/capability.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -32,6 +33,7 @@
 #include "meshlens.skel.h"
 #include "options.h"
 #include "loader.h"
+#include "metadata.h"
 #include "pipeline.h"
 #include "ring.h"
 #include "../accesslog/accesslog.h"
@@ -62,6 +64,8 @@ struct ml_daemon {
 	char *iter_buf;              /* live-iterator read buffer */
 	size_t iter_cap;
 	int epfd, tfd, sfd, rfd;     /* epoll, drain timer, signals, refresh timer */
+	int ifd;                     /* inotify on the --metadata file's directory */
+	const char *md_name;         /* the --metadata file's name in that directory */
 	int cg_fds[ML_MAX_CGROUPS];
 	int n_cg;
 	char cg_root[PATH_MAX];
@@ -464,6 +468,81 @@ static int setup_loop(struct ml_daemon *d)
 	return 0;
 }
 
+/* --metadata: load before anything is attached; a bad file is bad usage */
+static int open_metadata(struct ml_daemon *d)
+{
+	char err[ML_ERR_LEN];
+
+	if (!d->opt.metadata)
+		return 0;
+	d->pl.md = ml_metadata_open(d->opt.metadata, d->cg_root, err, sizeof(err));
+	if (!d->pl.md) {
+		fprintf(stderr, "meshlens: --metadata: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* Parse the file again; the old table stays when the new one is bad. */
+static void reload_metadata(struct ml_daemon *d)
+{
+	char err[ML_ERR_LEN];
+
+	if (!d->pl.md)
+		return;
+	drain(d); /* records closed before the change get the old names */
+	if (ml_metadata_reload(d->pl.md, err, sizeof(err)))
+		fprintf(stderr, "meshlens: reloading metadata: %s (keeping the previous one)\n",
+			err);
+	else
+		fprintf(stderr, "meshlens: metadata reloaded from %s\n",
+			ml_metadata_path(d->pl.md));
+}
+
+/*
+ * Watch the directory, not the file: editors and config writers replace
+ * the file by renaming a new one over it, which a watch on the old inode
+ * never sees.
+ */
+static int watch_metadata(struct ml_daemon *d)
+{
+	char dir[PATH_MAX];
+	const char *path = d->opt.metadata, *slash;
+
+	if (!d->pl.md)
+		return 0;
+	slash = strrchr(path, '/');
+	d->md_name = slash ? slash + 1 : path;
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	d->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (d->ifd < 0 || inotify_add_watch(d->ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+		return -errno;
+	return add_fd(d->epfd, d->ifd);
+}
+
+/* inotify events of the directory: reload once if any is about the file */
+static void metadata_changed(struct ml_daemon *d)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	bool hit = false;
+	ssize_t n;
+
+	while ((n = read(d->ifd, buf, sizeof(buf))) > 0)
+		for (char *p = buf; p < buf + n; p += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)p;
+			if (ev->len && !strcmp(ev->name, d->md_name))
+				hit = true;
+		}
+	if (hit)
+		reload_metadata(d);
+}
+
 /* ---- run -------------------------------------------------------------------- */
 
 /*
@@ -501,6 +580,8 @@ static int run_loop(struct ml_daemon *d)
 			} else if (d->http && evs[i].data.fd == metrics_http_notify_fd(d->http)) {
 				if (metrics_http_wanted(d->http))
 					render_metrics(d);
+			} else if (d->ifd >= 0 && evs[i].data.fd == d->ifd) {
+				metadata_changed(d);
 			} else if (evs[i].data.fd == d->sfd) {
 				if (read(d->sfd, &si, sizeof(si)) != sizeof(si))
 					continue;
@@ -509,6 +590,7 @@ static int run_loop(struct ml_daemon *d)
 						fprintf(stderr,
 							"meshlens: reopening access log: %s\n",
 							strerror(errno));
+					reload_metadata(d);
 					continue;
 				}
 				shutdown_and_drain(d);
@@ -575,19 +657,6 @@ static int drop_privileges(const char *user)
 	return ret;
 }
 
-static int not_yet(const char *what)
-{
-	fprintf(stderr, "meshlens: %s is not supported yet\n", what);
-	return 2;
-}
-
-static int check_supported(const struct ml_options *o)
-{
-	if (o->metadata)
-		return not_yet("--metadata");
-	return 0;
-}
-
 /*
  * Drop points: named from this kernel's BTF, selected by --include and
  * --exclude; needed for --list, --drops and to validate the selection.
@@ -651,12 +720,15 @@ static void cleanup(struct ml_daemon *d)
 		close(d->rfd);
 	if (d->sfd >= 0)
 		close(d->sfd);
+	if (d->ifd >= 0)
+		close(d->ifd);
+	ml_metadata_free(d->pl.md);
 	ml_options_free(&d->opt);
 }
 
 int main(int argc, char **argv)
 {
-	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1, .rfd = -1 };
+	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1, .rfd = -1, .ifd = -1 };
 	char err[ML_ERR_LEN];
 	sigset_t sigs;
 	int ret;
@@ -682,9 +754,6 @@ int main(int argc, char **argv)
 		free(text);
 		goto out;
 	}
-	ret = check_supported(&d.opt);
-	if (ret)
-		goto out;
 	if (d.opt.user && !getpwnam(d.opt.user)) { /* before anything is attached */
 		fprintf(stderr, "meshlens: --user '%s': no such user\n", d.opt.user);
 		ret = 2;
@@ -728,6 +797,8 @@ int main(int argc, char **argv)
 	if (!d.opt.probe) {
 		ret = open_cgroups(&d);
 		if (!ret)
+			ret = open_metadata(&d);
+		if (!ret)
 			ret = open_sink(&d);
 		if (!ret)
 			ret = start_metrics(&d);
@@ -758,6 +829,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ret = setup_loop(&d);
+	if (!ret)
+		ret = watch_metadata(&d);
 	if (ret) {
 		fprintf(stderr, "meshlens: setting up the event loop: %s\n", strerror(-ret));
 		ret = 1;

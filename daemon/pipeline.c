@@ -1,10 +1,53 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "metadata.h"
 #include "pipeline.h"
+
+static int addr_unspecified(const uint8_t a[ML_ADDR_LEN])
+{
+	for (int i = 0; i < ML_ADDR_LEN; i++)
+		if (a[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * Names of both ends: the socket's cgroup names its own end (outbound:
+ * the client, inbound: the server) and wins there; addresses name either.
+ */
+static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
+		     struct accesslog_identity *id)
+{
+	const struct ml_workload *own = NULL, *src = NULL, *dst = NULL;
+
+	id->cgroup = ml_metadata_cgroup_path(md, r->cgroup_id);
+	if (id->cgroup)
+		own = ml_metadata_by_cgroup(md, id->cgroup);
+	if (id->cgroup && !id->cgroup[0])
+		id->cgroup = NULL; /* the root itself: nothing to say */
+	if (own && r->direction == ML_DIR_OUTBOUND)
+		src = own;
+	else if (!addr_unspecified(r->src_addr))
+		src = ml_metadata_by_addr(md, r->src_addr);
+	if (own && r->direction == ML_DIR_INBOUND)
+		dst = own;
+	else if (!addr_unspecified(r->dst_addr))
+		dst = ml_metadata_by_addr(md, r->dst_addr);
+	if (src) {
+		id->src_workload = src->workload;
+		id->src_namespace = src->namespace;
+	}
+	if (dst) {
+		id->dst_workload = dst->workload;
+		id->dst_namespace = dst->namespace;
+		id->dst_service = dst->service;
+	}
+}
 
 int ml_pipeline_record(void *pipeline, void *data, size_t size)
 {
 	struct ml_pipeline *p = pipeline;
 	const struct tcp_probe_info *r = data;
+	struct accesslog_identity id = { 0 };
 	char line[ACCESSLOG_LINE_MAX];
 	int len;
 
@@ -15,7 +58,11 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	metrics_record(p->metrics, r);
 	if (!p->sink || (r->type != ML_REC_CONN_CLOSE && r->type != ML_REC_CONN_FAILED))
 		return 0;
-	len = accesslog_format(r, &p->clk, line, sizeof(line));
+	if (p->md)
+		identify(p->md, r, &id);
+	len = accesslog_format_id(r, &p->clk, p->md ? &id : NULL, line, sizeof(line));
+	if (len < 0 && p->md) /* names too long for a line: the record still goes out */
+		len = accesslog_format(r, &p->clk, line, sizeof(line));
 	if (len > 0)
 		accesslog_append(p->sink, line, (size_t)len);
 	return 0;

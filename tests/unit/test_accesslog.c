@@ -246,6 +246,43 @@ static void test_outbound_v4(void **state)
 	check_line(buf, n, &r, &w);
 }
 
+/* identity keys: appended after the fixed ones, escaped, absent when NULL */
+static void test_identity_keys(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	struct accesslog_identity id = {
+		.cgroup = "kubepods.slice/pod\"1\"",
+		.src_workload = "a\\b\n",
+		.dst_workload = "productpage-v1",
+		.dst_namespace = "bookinfo",
+		.dst_service = "productpage",
+	};
+	char plain[BIG], buf[BIG];
+	int n, m;
+	cJSON *o;
+
+	(void)state;
+	n = accesslog_format(&r, &clk2026, plain, sizeof(plain));
+	assert_int_equal(accesslog_format_id(&r, &clk2026, NULL, buf, sizeof(buf)), n);
+	assert_string_equal(buf, plain);
+	m = accesslog_format_id(&r, &clk2026, &id, buf, sizeof(buf));
+	assert_true(m > n);
+	assert_memory_equal(buf, plain, (size_t)n - 2); /* all but "}\n" */
+	assert_string_equal(buf + n - 2,
+			    ",\"cgroup\":\"kubepods.slice/pod\\\"1\\\"\","
+			    "\"src_workload\":\"a\\\\b\\u000a\","
+			    "\"dst_workload\":\"productpage-v1\",\"dst_namespace\":\"bookinfo\","
+			    "\"dst_service\":\"productpage\"}\n");
+	o = cJSON_ParseWithLength(buf, (size_t)m);
+	assert_non_null(o);
+	assert_null(cJSON_GetObjectItemCaseSensitive(o, "src_namespace"));
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "src_workload")->valuestring,
+			    "a\\b\n");
+	cJSON_Delete(o);
+	/* too small: -1, never a cut line */
+	assert_int_equal(accesslog_format_id(&r, &clk2026, &id, buf, (size_t)m), -1);
+}
+
 static void test_inbound_v6(void **state)
 {
 	struct tcp_probe_info r = outbound_v4();
@@ -1881,6 +1918,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outbound_v4),
+		cmocka_unit_test(test_identity_keys),
 		cmocka_unit_test(test_inbound_v6),
 		cmocka_unit_test(test_v4mapped_on_inet6_socket),
 		cmocka_unit_test(test_failed_record),

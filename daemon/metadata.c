@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * metadata - the workload metadata file, parsed into tables that answer
+ * without allocating:
+ *   - addresses: every IP and CIDR as a 128-bit prefix (IPv4 v4-mapped,
+ *     /96 + its length), sorted by length (longest first) then value; a
+ *     lookup masks the address once per length present and binary-searches
+ *     that length's run. Exact IPs are /128, so they beat any CIDR.
+ *   - cgroups: the named paths sorted by (length, bytes); a lookup tries
+ *     the path, then each ancestor, nearest first.
+ *   - cgroup ids: id -> relative path, sorted by id, built by walking the
+ *     cgroup v2 tree (a cgroup's id is its directory's inode number).
+ * The first entry of the file naming a prefix or a cgroup wins.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "metadata.h"
+
+#define MD_FILE_MAX (64u << 20) /* bigger than any sane metadata file */
+#define MD_NAME_MAX 253         /* a DNS subdomain: Kubernetes' longest name */
+#define MD_RESCAN_NS 1000000000LL
+
+struct md_prefix {
+	uint64_t hi, lo; /* masked */
+	uint32_t wl;     /* index into workloads */
+	uint8_t len;     /* 0..128 */
+};
+
+struct md_len_run {
+	uint64_t mhi, mlo; /* mask of this length */
+	uint32_t start, count;
+};
+
+struct md_cgname {
+	char *path; /* no leading or trailing '/' */
+	size_t len;
+	uint32_t wl;
+};
+
+struct md_table {
+	struct ml_workload *wl;
+	size_t n_wl;
+	struct md_prefix *pfx;
+	size_t n_pfx;
+	struct md_len_run runs[129];
+	int n_runs;
+	struct md_cgname *cg;
+	size_t n_cg;
+};
+
+struct md_cgid {
+	uint64_t id;
+	char *rel;
+};
+
+struct ml_metadata {
+	char *path;
+	char *cg_root;
+	struct md_table *t;
+	struct md_cgid *ids;
+	size_t n_ids;
+	int64_t scanned_at; /* monotonic ns of the last tree walk */
+};
+
+/* ---- errors ----------------------------------------------------------------- */
+
+static void set_err(char *err, size_t len, const char *path, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (err && len)
+		snprintf(err, len, "%s: %s", path, msg);
+}
+
+/* ---- table ------------------------------------------------------------------ */
+
+static void table_free(struct md_table *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->n_wl; i++) {
+		free((char *)t->wl[i].workload);
+		free((char *)t->wl[i].namespace);
+		free((char *)t->wl[i].service);
+		free((char *)t->wl[i].node);
+	}
+	for (i = 0; i < t->n_cg; i++)
+		free(t->cg[i].path);
+	free(t->wl);
+	free(t->pfx);
+	free(t->cg);
+	free(t);
+}
+
+static void len_mask(unsigned int len, uint64_t *hi, uint64_t *lo)
+{
+	*hi = len >= 64 ? ~0ULL : len ? ~0ULL << (64 - len) : 0;
+	*lo = len <= 64 ? 0 : len >= 128 ? ~0ULL : ~0ULL << (128 - len);
+}
+
+static void addr_split(const uint8_t a[16], uint64_t *hi, uint64_t *lo)
+{
+	uint64_t h = 0, l = 0;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		h = h << 8 | a[i];
+		l = l << 8 | a[8 + i];
+	}
+	*hi = h;
+	*lo = l;
+}
+
+/* "10.1.2.3", "10.1.0.0/16", "fd00::7", "fd00::/8" -> prefix; false if not one */
+static bool parse_prefix(const char *s, struct md_prefix *p)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	uint8_t a[16] = { 0 };
+	unsigned long n;
+	unsigned int max, base;
+
+	if (strlen(s) >= sizeof(buf))
+		return false;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, a + 12) == 1) {
+		a[10] = a[11] = 0xff;
+		max = 32;
+		base = 96;
+	} else if (inet_pton(AF_INET6, buf, a) == 1) {
+		max = 128;
+		base = 0;
+	} else {
+		return false;
+	}
+	n = max;
+	if (slash) {
+		if (*slash < '0' || *slash > '9')
+			return false;
+		errno = 0;
+		n = strtoul(slash, &end, 10);
+		if (errno || *end || n > max)
+			return false;
+	}
+	p->len = base + n;
+	addr_split(a, &p->hi, &p->lo);
+	uint64_t mh, ml;
+	len_mask(p->len, &mh, &ml);
+	p->hi &= mh;
+	p->lo &= ml;
+	return true;
+}
+
+static int cmp_prefix(const void *a, const void *b)
+{
+	const struct md_prefix *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1; /* longest first */
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return x->wl < y->wl ? -1 : x->wl > y->wl; /* first in the file first */
+}
+
+static int cmp_cg_key(const char *p, size_t n, const struct md_cgname *c)
+{
+	if (n != c->len)
+		return n < c->len ? -1 : 1;
+	return memcmp(p, c->path, n);
+}
+
+static int cmp_cgname(const void *a, const void *b)
+{
+	const struct md_cgname *x = a, *y = b;
+	int r = cmp_cg_key(x->path, x->len, y);
+
+	return r ? r : x->wl < y->wl ? -1 : x->wl > y->wl;
+}
+
+/* optional string member; -1 if present but not a usable string */
+static int get_name(const cJSON *o, const char *key, bool required, char **out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	*out = NULL;
+	if (!v)
+		return required ? -1 : 0;
+	if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > MD_NAME_MAX)
+		return -1;
+	*out = strdup(v->valuestring);
+	return *out ? 0 : -ENOMEM;
+}
+
+static char *read_file(const char *path, size_t *len, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t n = 0, cap = 0, got;
+
+	if (!f) {
+		set_err(err, err_len, path, "%s", strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (cap - n < 4096) {
+			char *nb;
+
+			cap = cap ? cap * 2 : 65536;
+			if (cap > MD_FILE_MAX + 65536u) {
+				set_err(err, err_len, path, "larger than %u MiB", MD_FILE_MAX >> 20);
+				goto fail;
+			}
+			nb = realloc(buf, cap);
+			if (!nb) {
+				set_err(err, err_len, path, "%s", strerror(ENOMEM));
+				goto fail;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		set_err(err, err_len, path, "reading: %s", strerror(errno ? errno : EIO));
+		goto fail;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+fail:
+	fclose(f);
+	free(buf);
+	return NULL;
+}
+
+static struct md_table *table_load(const char *path, char *err, size_t err_len)
+{
+	struct md_table *t = NULL;
+	const cJSON *wls, *e, *a, *v;
+	cJSON *root = NULL;
+	size_t len, n_pfx = 0, n_cg = 0, i, j, k;
+	char *text, *name;
+	int ret;
+
+	text = read_file(path, &len, err, err_len);
+	if (!text)
+		return NULL;
+	root = cJSON_ParseWithLength(text, len);
+	if (!root) {
+		const char *at = cJSON_GetErrorPtr();
+		size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
+		size_t line = 1;
+
+		for (i = 0; i < off; i++)
+			line += text[i] == '\n';
+		set_err(err, err_len, path, "not valid JSON (line %zu, byte %zu)", line, off);
+		goto fail;
+	}
+	wls = cJSON_GetObjectItemCaseSensitive(root, "workloads");
+	if (!cJSON_IsObject(root) || !cJSON_IsArray(wls)) {
+		set_err(err, err_len, path, "expected an object {\"workloads\": [...]}");
+		goto fail;
+	}
+	/* count first, so the tables are allocated once */
+	cJSON_ArrayForEach(e, wls) {
+		a = cJSON_GetObjectItemCaseSensitive(e, "ips");
+		n_pfx += cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
+		a = cJSON_GetObjectItemCaseSensitive(e, "cgroups");
+		n_cg += cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t) {
+		t->wl = calloc((size_t)cJSON_GetArraySize(wls) + 1, sizeof(*t->wl));
+		t->pfx = calloc(n_pfx + 1, sizeof(*t->pfx));
+		t->cg = calloc(n_cg + 1, sizeof(*t->cg));
+	}
+	if (!t || !t->wl || !t->pfx || !t->cg) {
+		set_err(err, err_len, path, "%s", strerror(ENOMEM));
+		goto fail;
+	}
+	i = 0;
+	cJSON_ArrayForEach(e, wls) {
+		struct ml_workload *w = &t->wl[i];
+		static const char *const keys[] = { "workload", "namespace", "service", "node" };
+		const char **fields[] = { &w->workload, &w->namespace, &w->service, &w->node };
+
+		t->n_wl = i + 1;
+		if (!cJSON_IsObject(e)) {
+			set_err(err, err_len, path, "workloads[%zu]: not an object", i);
+			goto fail;
+		}
+		for (k = 0; k < 4; k++) {
+			ret = get_name(e, keys[k], k == 0, &name);
+			*fields[k] = name;
+			if (ret == -ENOMEM) {
+				set_err(err, err_len, path, "%s", strerror(ENOMEM));
+				goto fail;
+			}
+			if (ret) {
+				set_err(err, err_len, path,
+					"workloads[%zu].\"%s\": %s a string of 1 to %d bytes", i,
+					keys[k], k == 0 ? "missing or not" : "not", MD_NAME_MAX);
+				goto fail;
+			}
+		}
+		a = cJSON_GetObjectItemCaseSensitive(e, "ips");
+		if (a && !cJSON_IsArray(a)) {
+			set_err(err, err_len, path, "workloads[%zu].\"ips\": not an array", i);
+			goto fail;
+		}
+		j = 0;
+		cJSON_ArrayForEach(v, a) {
+			struct md_prefix *p = &t->pfx[t->n_pfx];
+
+			if (!cJSON_IsString(v) || !parse_prefix(v->valuestring, p)) {
+				set_err(err, err_len, path,
+					"workloads[%zu].\"ips\"[%zu]: %s%s%s is not an IP address or CIDR",
+					i, j, cJSON_IsString(v) ? "\"" : "",
+					cJSON_IsString(v) ? v->valuestring : "value",
+					cJSON_IsString(v) ? "\"" : "");
+				goto fail;
+			}
+			p->wl = i;
+			t->n_pfx++;
+			j++;
+		}
+		a = cJSON_GetObjectItemCaseSensitive(e, "cgroups");
+		if (a && !cJSON_IsArray(a)) {
+			set_err(err, err_len, path, "workloads[%zu].\"cgroups\": not an array", i);
+			goto fail;
+		}
+		j = 0;
+		cJSON_ArrayForEach(v, a) {
+			struct md_cgname *c = &t->cg[t->n_cg];
+			const char *s;
+			size_t n;
+
+			if (!cJSON_IsString(v) || strlen(v->valuestring) >= PATH_MAX) {
+				set_err(err, err_len, path,
+					"workloads[%zu].\"cgroups\"[%zu]: not a cgroup path string",
+					i, j);
+				goto fail;
+			}
+			s = v->valuestring;
+			while (*s == '/')
+				s++;
+			n = strlen(s);
+			while (n && s[n - 1] == '/')
+				n--;
+			c->path = strndup(s, n);
+			if (!c->path) {
+				set_err(err, err_len, path, "%s", strerror(ENOMEM));
+				goto fail;
+			}
+			c->len = n;
+			c->wl = i;
+			t->n_cg++;
+			j++;
+		}
+		i++;
+	}
+	/* sort, keep the first of equal keys, cut into per-length runs */
+	qsort(t->pfx, t->n_pfx, sizeof(*t->pfx), cmp_prefix);
+	for (i = 0, j = 0; i < t->n_pfx; i++) {
+		const struct md_prefix *p = &t->pfx[i];
+
+		if (j && p->len == t->pfx[j - 1].len && p->hi == t->pfx[j - 1].hi &&
+		    p->lo == t->pfx[j - 1].lo)
+			continue;
+		t->pfx[j++] = *p;
+	}
+	t->n_pfx = j;
+	for (i = 0; i < t->n_pfx; i++) {
+		struct md_len_run *r = &t->runs[t->n_runs - 1];
+
+		if (!t->n_runs || t->pfx[r->start].len != t->pfx[i].len) {
+			r = &t->runs[t->n_runs++];
+			r->start = i;
+			r->count = 0;
+			len_mask(t->pfx[i].len, &r->mhi, &r->mlo);
+		}
+		r->count++;
+	}
+	qsort(t->cg, t->n_cg, sizeof(*t->cg), cmp_cgname);
+	for (i = 0, j = 0; i < t->n_cg; i++) {
+		if (j && !cmp_cg_key(t->cg[i].path, t->cg[i].len, &t->cg[j - 1])) {
+			free(t->cg[i].path);
+			continue;
+		}
+		t->cg[j++] = t->cg[i];
+	}
+	t->n_cg = j;
+	cJSON_Delete(root);
+	free(text);
+	return t;
+fail:
+	table_free(t);
+	cJSON_Delete(root);
+	free(text);
+	return NULL;
+}
+
+/* ---- cgroup ids ------------------------------------------------------------- */
+
+static struct {
+	struct md_cgid *ids;
+	size_t n, cap;
+	size_t root_len;
+	bool nomem;
+} scan;
+
+static int scan_one(const char *fpath, const struct stat *st, int flag, struct FTW *ftw)
+{
+	const char *rel;
+
+	(void)ftw;
+	if (flag != FTW_D)
+		return 0;
+	if (scan.n == scan.cap) {
+		size_t cap = scan.cap ? scan.cap * 2 : 256;
+		struct md_cgid *n = realloc(scan.ids, cap * sizeof(*n));
+
+		if (!n) {
+			scan.nomem = true;
+			return 1;
+		}
+		scan.ids = n;
+		scan.cap = cap;
+	}
+	rel = fpath + scan.root_len;
+	while (*rel == '/')
+		rel++;
+	scan.ids[scan.n].id = st->st_ino;
+	scan.ids[scan.n].rel = strdup(rel);
+	if (!scan.ids[scan.n].rel) {
+		scan.nomem = true;
+		return 1;
+	}
+	scan.n++;
+	return 0;
+}
+
+static int cmp_cgid(const void *a, const void *b)
+{
+	const struct md_cgid *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void ids_free(struct md_cgid *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i].rel);
+	free(ids);
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Walk the tree; the old cache stays if the walk runs out of memory. */
+static void rescan(struct ml_metadata *md)
+{
+	md->scanned_at = mono_ns();
+	memset(&scan, 0, sizeof(scan));
+	scan.root_len = strlen(md->cg_root);
+	nftw(md->cg_root, scan_one, 32, FTW_PHYS | FTW_MOUNT);
+	if (scan.nomem) {
+		ids_free(scan.ids, scan.n);
+		return;
+	}
+	qsort(scan.ids, scan.n, sizeof(*scan.ids), cmp_cgid);
+	ids_free(md->ids, md->n_ids);
+	md->ids = scan.ids;
+	md->n_ids = scan.n;
+}
+
+static const struct md_cgid *find_id(const struct ml_metadata *md, uint64_t id)
+{
+	const struct md_cgid key = { .id = id };
+
+	return md->n_ids ? bsearch(&key, md->ids, md->n_ids, sizeof(key), cmp_cgid) : NULL;
+}
+
+const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id)
+{
+	const struct md_cgid *c = find_id(md, cgroup_id);
+
+	if (!c && cgroup_id && mono_ns() - md->scanned_at >= MD_RESCAN_NS) {
+		rescan(md);
+		c = find_id(md, cgroup_id);
+	}
+	return c ? c->rel : NULL;
+}
+
+/* ---- lookups ---------------------------------------------------------------- */
+
+const struct ml_workload *ml_metadata_by_addr(const struct ml_metadata *md,
+					      const uint8_t addr[16])
+{
+	const struct md_table *t = md->t;
+	uint64_t hi, lo;
+
+	addr_split(addr, &hi, &lo);
+	for (int r = 0; r < t->n_runs; r++) {
+		const struct md_len_run *run = &t->runs[r];
+		uint64_t h = hi & run->mhi, l = lo & run->mlo;
+		size_t a = run->start, b = run->start + run->count;
+
+		while (a < b) {
+			size_t m = a + (b - a) / 2;
+			const struct md_prefix *p = &t->pfx[m];
+
+			if (p->hi == h && p->lo == l)
+				return &t->wl[p->wl];
+			if (p->hi < h || (p->hi == h && p->lo < l))
+				a = m + 1;
+			else
+				b = m;
+		}
+	}
+	return NULL;
+}
+
+static const struct md_cgname *find_cg(const struct md_table *t, const char *p, size_t n)
+{
+	size_t a = 0, b = t->n_cg;
+
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+		int r = cmp_cg_key(p, n, &t->cg[m]);
+
+		if (!r)
+			return &t->cg[m];
+		if (r > 0)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return NULL;
+}
+
+const struct ml_workload *ml_metadata_by_cgroup(const struct ml_metadata *md, const char *rel)
+{
+	const struct md_table *t = md->t;
+	const struct md_cgname *c;
+	size_t n;
+
+	if (!t->n_cg || !rel)
+		return NULL;
+	while (*rel == '/')
+		rel++;
+	n = strlen(rel);
+	while (n && rel[n - 1] == '/')
+		n--;
+	for (;;) {
+		c = find_cg(t, rel, n);
+		if (c)
+			return &t->wl[c->wl];
+		if (!n)
+			return NULL;
+		while (n && rel[n - 1] != '/')
+			n--;
+		while (n && rel[n - 1] == '/')
+			n--;
+	}
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, char *err,
+				     size_t err_len)
+{
+	struct ml_metadata *md = calloc(1, sizeof(*md));
+	size_t n;
+
+	if (!md || !(md->path = strdup(path)) || !(md->cg_root = strdup(cgroup_root))) {
+		set_err(err, err_len, path, "%s", strerror(ENOMEM));
+		ml_metadata_free(md);
+		return NULL;
+	}
+	n = strlen(md->cg_root);
+	while (n > 1 && md->cg_root[n - 1] == '/')
+		md->cg_root[--n] = '\0';
+	md->t = table_load(path, err, err_len);
+	if (!md->t) {
+		ml_metadata_free(md);
+		return NULL;
+	}
+	rescan(md);
+	return md;
+}
+
+int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len)
+{
+	struct md_table *t = table_load(md->path, err, err_len);
+
+	if (!t)
+		return -1;
+	table_free(md->t);
+	md->t = t;
+	return 0;
+}
+
+const char *ml_metadata_path(const struct ml_metadata *md)
+{
+	return md->path;
+}
+
+void ml_metadata_free(struct ml_metadata *md)
+{
+	if (!md)
+		return;
+	table_free(md->t);
+	ids_free(md->ids, md->n_ids);
+	free(md->path);
+	free(md->cg_root);
+	free(md);
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * metadata - workload identity from a JSON file (DESIGN.md, "Workload
+ * metadata file"): address -> workload by longest-prefix match over IPv4
+ * and IPv6 CIDRs and exact IPs, and cgroup id -> cgroup path (relative to
+ * the cgroup v2 root) -> workload by the path or its nearest named ancestor.
+ *
+ * Lookups do not allocate. A cgroup id not in the id -> path cache
+ * rescans the cgroup tree, at most once per second. Not thread-safe: the
+ * daemon's loop is the only user.
+ */
+#ifndef MESHLENS_METADATA_H
+#define MESHLENS_METADATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ml_workload {
+	const char *workload;  /* always set */
+	const char *namespace; /* NULL when the file does not say */
+	const char *service;
+	const char *node;
+};
+
+struct ml_metadata;
+
+/*
+ * Load path; cgroup_root is the cgroup v2 mount the "cgroups" entries and
+ * the cgroup ids are relative to (a plain directory tree in tests).
+ * NULL on failure, with a one-line "<path>: <problem>" in err.
+ */
+struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, char *err,
+				     size_t err_len);
+
+/*
+ * Parse the file again and swap the table in only if it parsed: on
+ * failure (-1, "<path>: <problem>" in err) the previous table stays.
+ */
+int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len);
+
+/* The file given to ml_metadata_open(). */
+const char *ml_metadata_path(const struct ml_metadata *md);
+
+/* Workload of a 16-byte address (IPv4 v4-mapped); NULL when none matches. */
+const struct ml_workload *ml_metadata_by_addr(const struct ml_metadata *md,
+					      const uint8_t addr[16]);
+
+/*
+ * Path of cgroup id relative to the root ("" for the root itself), or NULL
+ * when unknown even after a rescan (or a rescan was done less than a
+ * second ago).
+ */
+const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id);
+
+/* Workload named for cgroup path rel or its nearest ancestor; NULL if none. */
+const struct ml_workload *ml_metadata_by_cgroup(const struct ml_metadata *md, const char *rel);
+
+void ml_metadata_free(struct ml_metadata *md);
+
+#endif /* MESHLENS_METADATA_H */

@@ -1,0 +1,126 @@
+#!/usr/bin/env bats
+# Workload identity end to end: the real daemon with --metadata, loopback
+# traffic inside a private cgroup. 127.0.0.1 names the peer end by
+# address, the test cgroup names the socket's own end; the file is
+# rewritten the way config writers do it (temp file + rename) under load.
+
+load helpers
+
+setup() { ml_setup; }
+teardown() { ml_teardown; }
+
+# write_md WL_IP WL_CG [FILE]: 127.0.0.1 is WL_IP, the test cgroup WL_CG;
+# written to a temp file then renamed over FILE (default $T/md.json)
+write_md() {
+	local f=${3:-$T/md.json}
+	cat >"$f.tmp" <<-EOF
+	{"workloads": [
+	  {"ips": ["127.0.0.1"], "workload": "$1", "namespace": "ns-$1", "service": "svc-$1"},
+	  {"ips": ["127.0.0.0/8"], "workload": "wide", "namespace": "ns-wide"},
+	  {"cgroups": ["$CGREL"], "workload": "$2", "namespace": "ns-$2", "service": "svc-$2"}
+	]}
+	EOF
+	mv "$f.tmp" "$f"
+}
+
+# names_ok IP CG: every record of the jq-selected set names both ends right
+# (outbound socket: client = cgroup, server = address; inbound: reversed)
+names_ok() {
+	jq -e -s --arg a "$1" --arg b "$2" --arg cg "$CGREL" '
+	  length > 0 and all(.[];
+	    .cgroup == $cg and
+	    (if .direction == "outbound"
+	     then .src_workload == $b and .src_namespace == "ns-" + $b
+	          and .dst_workload == $a and .dst_namespace == "ns-" + $a
+	          and .dst_service == "svc-" + $a
+	     else .src_workload == $a and .src_namespace == "ns-" + $a
+	          and .dst_workload == $b and .dst_namespace == "ns-" + $b
+	          and .dst_service == "svc-" + $b end)
+	    and (has("src_service") | not))'
+}
+
+# wait_err PATTERN N: wait (up to 5 s) until daemon.err has N lines matching
+wait_err() {
+	for _ in $(seq 50); do
+		[ "$(grep -c -- "$1" "$T/daemon.err")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "expected $2 lines matching '$1' on stderr:" >&2
+	cat "$T/daemon.err" >&2
+	return 1
+}
+
+@test "both ends named, cgroup key; atomic rewrite applies without restart or loss" {
+	write_md wa wb
+	start_daemon --metadata "$T/md.json"
+	traffic pairs 127.0.0.1 100:200 300:400
+	wait_records 4
+	names_ok wa wb <"$T/access.log"
+
+	# rewrite while connections keep closing
+	traffic many 127.0.0.1 40 --base-bytes 10 --interval-ms 5 &
+	tpid=$!
+	sleep 0.1
+	write_md wa2 wb2
+	wait "$tpid"
+	wait_err "metadata reloaded from $T/md.json" 1
+	traffic pairs 127.0.0.1 500:600 700:800
+	wait_records 88
+	check_conns
+	[ "$(wc -l <"$T/access.log")" = 88 ]
+	# every record is named wholly by one table or the other
+	jq -e -s 'all(.[]; (.src_workload + "/" + .dst_workload) as $p
+	            | [$p] | inside(["wa/wb", "wb/wa", "wa2/wb2", "wb2/wa2"]))' "$T/access.log"
+	# the last traffic got the new names
+	tail -n 4 "$T/access.log" | names_ok wa2 wb2
+	# 127.0.0.1 itself beats 127.0.0.0/8 (the next test: another 127.x is "wide")
+	[ "$(grep -c '"src_workload":"wide"' "$T/access.log")" = 0 ]
+	! grep -q "reloading metadata" "$T/daemon.err"
+}
+
+@test "failed connection: the socket's own end named, no failure of naming" {
+	write_md wa wb
+	start_daemon --metadata "$T/md.json"
+	traffic connect 127.0.0.2 1 || true
+	wait_records 1
+	run jq -e -s 'length == 1 and .[0].success == false and .[0].direction == "outbound"
+	              and .[0].src_workload == "wb" and .[0].dst_workload == "wide"
+	              and .[0].dst_namespace == "ns-wide" and (.[0] | has("dst_service") | not)
+	              and .[0].cgroup == "'"$CGREL"'"' "$T/access.log"
+	[ "$status" = 0 ] || { cat "$T/access.log"; false; }
+}
+
+@test "bad metadata file at start: exit 2, one line naming the file" {
+	echo '{"workloads": [{"ips": ["10.0.0.300"], "workload": "x"}]}' >"$T/md.json"
+	run "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off --metadata "$T/md.json"
+	[ "$status" = 2 ]
+	[ "${#lines[@]}" = 1 ]
+	[[ "$output" == *"$T/md.json"*"10.0.0.300"* ]]
+	run "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off --metadata "$T/none.json"
+	[ "$status" = 2 ]
+	[ "${#lines[@]}" = 1 ]
+	[[ "$output" == *"$T/none.json"* ]]
+}
+
+@test "bad metadata file at reload: old names stay, one line on stderr" {
+	write_md wa wb
+	start_daemon --metadata "$T/md.json"
+	echo '{"workloads": [' >"$T/md.json.tmp"
+	mv "$T/md.json.tmp" "$T/md.json"
+	wait_err "reloading metadata" 1
+	[ "$(grep -c "reloading metadata: $T/md.json: not valid JSON" "$T/daemon.err")" = 1 ]
+	traffic pairs 127.0.0.1 100:200
+	wait_records 2
+	names_ok wa wb <"$T/access.log"
+	# SIGHUP reloads too (the file is still bad: a second line), then a good file applies
+	kill -HUP "$DAEMON_PID"
+	wait_err "reloading metadata" 2
+	write_md wa3 wb3
+	wait_err "metadata reloaded" 1
+	traffic pairs 127.0.0.1 300:400
+	wait_records 4
+	tail -n 2 "$T/access.log" | names_ok wa3 wb3
+	check_conns
+	[ "$(grep -c "reloading metadata" "$T/daemon.err")" = 2 ]
+	[ "$(grep -c "metadata" "$T/daemon.err")" = 3 ]
+}
