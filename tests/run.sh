@@ -3,7 +3,7 @@
 # one summary line: "N passed, N failed, N skipped".
 #   tests/run.sh [--unit|--e2e] BUILD_DIR
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 what=all
 case "${1:-}" in --unit) what=unit; shift ;; --e2e) what=e2e; shift ;; esac
