@@ -28,7 +28,7 @@ DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c 
 BPF_SRCS    := bpf/meshlens.bpf.c
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit e2e bench vmlinux clean help
+.PHONY: all deps run test unit e2e bench fuzz vmlinux clean help
 .SECONDARY:
 
 all: $(BUILD)/meshlens $(BUILD)/mltraffic $(BUILD)/mlpkt ## build the daemon and the test traffic tools
@@ -66,8 +66,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 run: deps all ## install deps, build, run on the cgroup v2 root, access log on stdout
 	$(BUILD)/meshlens $(ARGS)
 
-test: deps all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests (cmocka) then end-to-end tests (bats, real kernel)
+FUZZ_SECONDS ?= 60
+
+test: deps all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## short fuzz run, unit tests (cmocka), end-to-end tests (bats, real kernel)
+	@BUILD=$(BUILD) fuzz/run.sh 5
 	@tests/run.sh $(BUILD)
+
+fuzz: deps ## libFuzzer targets (ASan+UBSan), FUZZ_SECONDS each (default 60)
+	@BUILD=$(BUILD) fuzz/run.sh $(FUZZ_SECONDS)
 
 unit: all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests only
 	@tests/run.sh --unit $(BUILD)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include "expo.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +121,10 @@ void expo_sample_u64(struct expo *e, const char *name, const char *const *labels
 void expo_sample_f64(struct expo *e, const char *name, const char *const *labels, double v)
 {
 	char num[40];
-	int n = snprintf(num, sizeof(num), " %.9g\n", v);
+	/* the text format spells these NaN, +Inf, -Inf (printf: "-nan", "inf") */
+	int n = isnan(v) ? snprintf(num, sizeof(num), " NaN\n")
+		: isinf(v) ? snprintf(num, sizeof(num), " %cInf\n", v > 0 ? '+' : '-')
+			   : snprintf(num, sizeof(num), " %.9g\n", v);
 
 	put_name_labels(e, name, labels);
 	put(e, num, (size_t)n);
