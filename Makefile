@@ -18,7 +18,9 @@ CFLAGS   += $(NL_CFLAGS)
 LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread -lcap $(NL_LIBS)
 
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# gcc's -Wstringop-* analysis misfires on ASan-instrumented code
+CFLAGS  += $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-Wno-stringop-overread)
 LDFLAGS += -fsanitize=address,undefined
 endif
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 BUILD_PKGS="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcjson-dev libnl-3-dev libnl-route-3-dev libmicrohttpd-dev libcap-dev pkg-config"
-TEST_PKGS="libcmocka-dev bats iproute2 iptables procps curl jq gzip prometheus
+TEST_PKGS="libclang-rt-14-dev libcmocka-dev bats iproute2 iptables procps curl jq gzip prometheus
   yamllint shellcheck systemd strace logrotate"
 
 want="$BUILD_PKGS"

@@ -1055,7 +1055,8 @@ int diag_run(struct diag_state *s, struct diag_finding *out, int max)
 	evaluate(s, p);
 	if (s->oom)
 		return -ENOMEM;
-	qsort(s->f, s->n_f, sizeof(*s->f), cmp_finding);
+	if (s->n_f > 1)
+		qsort(s->f, s->n_f, sizeof(*s->f), cmp_finding);
 	n = max < 0 ? 0 : (size_t)max < s->n_f ? max : (int)s->n_f;
 	if (n)
 		memcpy(out, s->f, (size_t)n * sizeof(*out));

@@ -147,7 +147,8 @@ void drops_render(int counts_fd, int ncpus, const struct drop_reasons *r, struct
 		rows[n].protocol = protocol_name(key.l4proto, key.family);
 		n++;
 	}
-	qsort_r(rows, n, sizeof(*rows), cmp_rows, NULL);
+	if (n > 1) /* qsort_r(NULL, 0, ...) is undefined (glibc declares it nonnull) */
+		qsort_r(rows, n, sizeof(*rows), cmp_rows, NULL);
 	n = merge_rows(rows, n);
 	for (int f = 0; f < 2; f++) {
 		expo_family(e, fam[f], "counter",

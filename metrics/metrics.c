@@ -428,7 +428,8 @@ void metrics_render(struct metrics *m, struct expo *e)
 		if (s >= m->cfg.max_series ? p->opened || p->failed : p->key.direction != 0)
 			m->order[n++] = s;
 	}
-	qsort_r(m->order, n, sizeof(*m->order), cmp_pairs, m);
+	if (n > 1)
+		qsort_r(m->order, n, sizeof(*m->order), cmp_pairs, m);
 	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
 		expo_family(e, families[f].name, "counter", families[f].help);
 		for (uint32_t i = 0; i < n; i++) {
