@@ -384,7 +384,8 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		i++;
 	}
 	/* sort, keep the first of equal keys, cut into per-length runs */
-	qsort(t->pfx, t->n_pfx, sizeof(*t->pfx), cmp_prefix);
+	if (t->n_pfx > 1) /* qsort(NULL, 0, ...) is undefined */
+		qsort(t->pfx, t->n_pfx, sizeof(*t->pfx), cmp_prefix);
 	for (i = 0, j = 0; i < t->n_pfx; i++) {
 		const struct md_prefix *p = &t->pfx[i];
 
@@ -395,9 +396,9 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 	}
 	t->n_pfx = j;
 	for (i = 0; i < t->n_pfx; i++) {
-		struct md_len_run *r = &t->runs[t->n_runs - 1];
+		struct md_len_run *r = t->n_runs ? &t->runs[t->n_runs - 1] : NULL;
 
-		if (!t->n_runs || t->pfx[r->start].len != t->pfx[i].len) {
+		if (!r || t->pfx[r->start].len != t->pfx[i].len) {
 			r = &t->runs[t->n_runs++];
 			r->start = i;
 			r->count = 0;
@@ -405,7 +406,8 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		}
 		r->count++;
 	}
-	qsort(t->cg, t->n_cg, sizeof(*t->cg), cmp_cgname);
+	if (t->n_cg > 1)
+		qsort(t->cg, t->n_cg, sizeof(*t->cg), cmp_cgname);
 	for (i = 0, j = 0; i < t->n_cg; i++) {
 		if (j && !cmp_cg_key(t->cg[i].path, t->cg[i].len, &t->cg[j - 1])) {
 			free(t->cg[i].path);
@@ -497,7 +499,8 @@ static void rescan(struct ml_metadata *md)
 		ids_free(scan.ids, scan.n);
 		return;
 	}
-	qsort(scan.ids, scan.n, sizeof(*scan.ids), cmp_cgid);
+	if (scan.n > 1)
+		qsort(scan.ids, scan.n, sizeof(*scan.ids), cmp_cgid);
 	ids_free(md->ids, md->n_ids);
 	md->ids = scan.ids;
 	md->n_ids = scan.n;

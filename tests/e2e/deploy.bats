@@ -694,7 +694,7 @@ yaml.safe_dump(c, sys.stdout)' "$f" "$f" >"$T/scrape.yml"
 		mkdir -p "$T/ctx$(dirname "$dst")"
 		cp -r "$ROOT/$src" "$T/ctx$dst"
 	done <"$T/copies"
-	make -C "$T/ctx/src" VERSION=containerfile-test build/meshlens >"$T/make.log" 2>&1 || { tail -20 "$T/make.log" >&2; return 1; }
+	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -C "$T/ctx/src" VERSION=containerfile-test build/meshlens >"$T/make.log" 2>&1 || { tail -20 "$T/make.log" >&2; return 1; }
 	[ "$("$T/ctx/src/build/meshlens" --version)" = "meshlens containerfile-test" ]
 	# the runtime packages: those of every library meshlens links (but libc6, in the base image)
 	runtime=$(awk '/^FROM/ { stage = $NF } stage == "debian:12-slim" || stage == "docker.io/library/debian:12-slim"' "$cf" |
