@@ -445,24 +445,6 @@ void accesslog_set_reason_namer(accesslog_reason_fn fn, void *ctx)
 	reason_ctx = ctx;
 }
 
-static const char *l4_name(unsigned int proto)
-{
-	switch (proto) {
-	case 6:
-		return "tcp";
-	case 17:
-		return "udp";
-	case 1:
-		return "icmp";
-	case 58:
-		return "icmpv6";
-	case 132:
-		return "sctp";
-	default:
-		return "other";
-	}
-}
-
 /* "SYN|ACK": the flags of TCP's header byte 13, lowest bit first */
 static void tcp_flags_text(uint8_t flags, char *buf)
 {
@@ -485,7 +467,7 @@ int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val 
 			  const struct accesslog_clock *clk, char *buf, size_t len)
 {
 	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN], flags[40];
-	const char *proto = l4_name(k->l4proto);
+	const char *proto = ml_l4proto_name(k->l4proto);
 	struct jw w;
 
 	jw_init(&w, buf, len);

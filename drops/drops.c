@@ -68,26 +68,6 @@ struct count_row {
 	const char *protocol;
 };
 
-static const char *protocol_name(__u8 l4proto, __u8 family)
-{
-	if (!family)
-		return "other";
-	switch (l4proto) {
-	case 6:
-		return "tcp";
-	case 17:
-		return "udp";
-	case 1:
-		return "icmp";
-	case 58:
-		return "icmpv6";
-	case 132:
-		return "sctp";
-	default:
-		return "other";
-	}
-}
-
 static int cmp_rows(const void *a, const void *b, void *arg)
 {
 	const struct count_row *x = a, *y = b;
@@ -144,7 +124,7 @@ void drops_render(int counts_fd, int ncpus, const struct drop_reasons *r, struct
 			rows[n].val.bytes += percpu[c].bytes;
 		}
 		drops_name(r, key.reason, &rows[n].names);
-		rows[n].protocol = protocol_name(key.l4proto, key.family);
+		rows[n].protocol = key.family ? ml_l4proto_name(key.l4proto) : "other";
 		n++;
 	}
 	if (n > 1) /* qsort_r(NULL, 0, ...) is undefined (glibc declares it nonnull) */
