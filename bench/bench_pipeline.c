@@ -6,7 +6,8 @@
  * function the daemon's ringbuf callback is, with the real sink (a file,
  * flushed every 1000 records like the daemon's drain batches, the clock
  * re-synced per batch like drain() does) and the real metrics aggregation
- * (metrics_new() with accesslog_format_addr, default max_series).
+ * (metrics_new() with accesslog_format_addr, default max_series); with
+ * --metadata FILE, workload names in the lines and the workload families too.
  *
  * The mix: per connection one OPEN and one CLOSE record for each of its two
  * sockets (outbound and inbound), a window of connections open at a time,
@@ -34,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/metadata.h"
 #include "daemon/pipeline.h"
 
 #define FLUSH_EVERY 1000   /* records per drain batch */
@@ -228,7 +230,7 @@ static uint64_t count_lines(const char *path, uint64_t *bytes)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: bench_pipeline [--records N] [--pairs K] [--window W] "
-		     "[--out FILE] [--keep]\n");
+		     "[--out FILE] [--keep] [--metadata FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -238,6 +240,7 @@ int main(int argc, char **argv)
 		{ "pairs", required_argument, NULL, 'k' },
 		{ "window", required_argument, NULL, 'w' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "metadata", required_argument, NULL, 'm' },
 		{ "keep", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -245,7 +248,8 @@ int main(int argc, char **argv)
 	uint64_t want = 4000000, done = 0, lines, bytes, dt;
 	unsigned int k = 300, w = 64;
 	char tmpl[] = "/tmp/meshlens-bench-XXXXXX";
-	const char *out = NULL;
+	const char *out = NULL, *md_path = NULL;
+	char md_err[256];
 	int keep = 0, c, fd;
 	struct ip_pair *pairs;
 	struct tcp_probe_info *t;
@@ -253,6 +257,7 @@ int main(int argc, char **argv)
 	struct metrics_config cfg = {
 		.max_series = 10000, /* the daemon's default */
 		.series_idle_seconds = 3600,
+		.ip_pairs = true,
 		.format_addr = accesslog_format_addr,
 	};
 	struct metrics_stats st;
@@ -275,6 +280,9 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			keep = 1;
+			break;
+		case 'm':
+			md_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -311,6 +319,15 @@ int main(int argc, char **argv)
 	t = make_template(pairs, k, w, &n);
 	dt = (uint64_t)PASS_CONNS * 50000 + 100000000;
 
+	if (md_path) { /* names in the records and the workload families, as the daemon */
+		pl.md = ml_metadata_open(md_path, "/sys/fs/cgroup", md_err, sizeof(md_err));
+		if (!pl.md) {
+			fprintf(stderr, "bench_pipeline: %s\n", md_err);
+			return 2;
+		}
+		cfg.identify = ml_pipeline_names;
+		cfg.identify_ctx = &pl;
+	}
 	pl.sink = accesslog_open(out);
 	pl.metrics = metrics_new(&cfg);
 	if (!pl.sink || !pl.metrics) {
@@ -347,14 +364,17 @@ int main(int argc, char **argv)
 	printf("{\"records\":%" PRIu64 ",\"lines\":%" PRIu64 ",\"seconds\":%.6f,"
 	       "\"records_per_sec\":%.0f,\"ns_per_record\":%.1f,"
 	       "\"write_seconds\":%.6f,\"records_per_sec_cpu\":%.0f,\"bytes_per_line\":%.1f,"
-	       "\"series\":%" PRIu64 ",\"tracked\":%" PRIu64 ",\"file\":\"%s\"}\n",
+	       "\"series\":%" PRIu64 ",\"workload_series\":%" PRIu64 ",\"tracked\":%" PRIu64
+	       ",\"file\":\"%s\"}\n",
 	       pl.records, lines, spent / 1e9, pl.records / (spent / 1e9),
 	       (double)spent / (double)pl.records, flushing / 1e9,
 	       pl.records / ((spent - flushing) / 1e9), lines ? (double)bytes / (double)lines : 0.0,
-	       st.series, st.connections, keep ? out : "");
+	       st.series[METRICS_IP_PAIR], st.series[METRICS_WORKLOAD], st.connections,
+	       keep ? out : "");
 	if (!keep)
 		unlink(out);
 	metrics_free(pl.metrics);
+	ml_metadata_free(pl.md);
 	free(t);
 	free(pairs);
 	return 0;

@@ -372,12 +372,32 @@ for i in 1 2 3; do
 	BP_RUNS+=("$(taskset -c 1 "$BP" --records 1000000 --out "$T/pipeline.log")") || die "bench_pipeline failed"
 	log "   ${BP_RUNS[-1]}"
 done
+# the same with workload identity: names in every line, the workload families
+cat >"$T/bench-md.json" <<'EOF'
+{"workloads": [
+  {"ips": ["10.244.1.0/24"], "workload": "productpage-v1", "namespace": "bookinfo", "service": "productpage"},
+  {"ips": ["10.244.2.0/24"], "workload": "reviews-v2", "namespace": "bookinfo", "service": "reviews"},
+  {"ips": ["10.244.9.0/24"], "workload": "ratings-v1", "namespace": "bookinfo", "service": "ratings"},
+  {"ips": ["fd00:0:0:f4::/64"], "workload": "details-v1", "namespace": "bookinfo", "service": "details"}
+]}
+EOF
+BP_MD_RUNS=()
+for i in 1 2 3; do
+	BP_MD_RUNS+=("$(taskset -c 1 "$BP" --records 1000000 --out "$T/pipeline.log" --metadata "$T/bench-md.json")") ||
+		die "bench_pipeline --metadata failed"
+	log "   ${BP_MD_RUNS[-1]}"
+done
 bp_med() { printf '%s\n' "${BP_RUNS[@]}" | jq -r ".$1" | median; }
+bp_md_med() { printf '%s\n' "${BP_MD_RUNS[@]}" | jq -r ".$1" | median; }
 BP_RATE=$(bp_med records_per_sec)
 BP_RATE_CPU=$(bp_med records_per_sec_cpu)
 BP_NS=$(bp_med ns_per_record)
 BP_BYTES=$(bp_med bytes_per_line)
 BP_RECORDS=$(jq -r .records <<<"${BP_RUNS[0]}")
+BP_MD_RATE=$(bp_md_med records_per_sec)
+BP_MD_RATE_CPU=$(bp_md_med records_per_sec_cpu)
+BP_MD_NS=$(bp_md_med ns_per_record)
+BP_MD_BYTES=$(bp_md_med bytes_per_line)
 CG_IR="" CG_TOP=""
 if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
 	log "   callgrind (131072 records)"
@@ -653,9 +673,10 @@ drops_ratio() { if [ "$DROPS" = yes ]; then fmt "${MED[$1-ratio-drops]}" %.3f; e
 	echo
 	echo "$BP_RECORDS synthetic records through ml_pipeline_record() on one core (taskset -c 1): per connection an OPEN and a CLOSE record for each socket, 300 IP pairs (10% IPv6), varying bytes; real file sink flushed every 1000 records, real metrics aggregation; median of 3 runs."
 	echo
-	echo "| records/s (write(2) included) | records/s (without the flushes) | ns per record | bytes per access-log line | callgrind instructions per record |"
-	echo "|---|---|---|---|---|"
-	echo "| $(fmt "$BP_RATE" %.0f) | $(fmt "$BP_RATE_CPU" %.0f) | $(fmt "$BP_NS" %.0f) | $(fmt "$BP_BYTES" %.1f) | ${CG_IR:-n/a} |"
+	echo "| case | records/s (write(2) included) | records/s (without the flushes) | ns per record | bytes per access-log line | callgrind instructions per record |"
+	echo "|---|---|---|---|---|---|"
+	echo "| IP pairs | $(fmt "$BP_RATE" %.0f) | $(fmt "$BP_RATE_CPU" %.0f) | $(fmt "$BP_NS" %.0f) | $(fmt "$BP_BYTES" %.1f) | ${CG_IR:-n/a} |"
+	echo "| + \`--metadata\` (4 workloads by CIDR: names in every line, workload families) | $(fmt "$BP_MD_RATE" %.0f) | $(fmt "$BP_MD_RATE_CPU" %.0f) | $(fmt "$BP_MD_NS" %.0f) | $(fmt "$BP_MD_BYTES" %.1f) | |"
 	if [ -n "$CG_TOP" ]; then
 		echo
 		echo "Callgrind, self cost, top functions (inside ml_pipeline_record + accesslog_flush):"

@@ -237,6 +237,42 @@ static void refresh_live(struct ml_daemon *d)
 }
 
 /* Prometheus text for a scrape: everything, rendered on the loop thread. */
+/* The aggregation's own gauges and counters, by set of families. */
+static void render_series_stats(struct expo *e, const struct metrics_stats *st,
+				unsigned int limit)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off; /* into struct metrics_stats; 0 (enabled[] sits there) = the limit */
+	} stats[] = {
+		{ "meshlens_series", "gauge",
+		  "Series held (overflow excluded), by set of families.",
+		  offsetof(struct metrics_stats, series) },
+		{ "meshlens_series_limit", "gauge",
+		  "Cap on series per set (max_series); new series beyond it fold into "
+		  "the overflow series.", 0 },
+		{ "meshlens_series_folded_total", "counter",
+		  "Records counted into an overflow series because the cap was reached.",
+		  offsetof(struct metrics_stats, folded) },
+		{ "meshlens_series_dropped_total", "counter",
+		  "Series dropped after series_idle_seconds without activity.",
+		  offsetof(struct metrics_stats, dropped) },
+	};
+
+	for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+		expo_family(e, stats[i].name, stats[i].type, stats[i].help);
+		for (int k = 0; k < METRICS_SETS; k++) {
+			const uint64_t *v = (const uint64_t *)((const char *)st + stats[i].off);
+
+			if (st->enabled[k])
+				expo_sample_u64(e, stats[i].name,
+						(const char *const[]){
+							"set", metrics_set_name(k), NULL },
+						stats[i].off ? v[k] : limit);
+		}
+	}
+}
+
 static void render_metrics(struct ml_daemon *d)
 {
 	static const char *const sources[] = { [ML_REC_CONN_OPEN] = "conn_open",
@@ -294,18 +330,7 @@ static void render_metrics(struct ml_daemon *d)
 		diag_render(d->diag, e);
 	}
 	metrics_stats(d->pl.metrics, &st);
-	expo_family(e, "meshlens_series", "gauge", "IP-pair series held (overflow excluded).");
-	expo_sample_u64(e, "meshlens_series", NULL, st.series);
-	expo_family(e, "meshlens_series_limit", "gauge",
-		    "Cap on IP-pair series (max_series); new pairs beyond it fold into "
-		    "the overflow series.");
-	expo_sample_u64(e, "meshlens_series_limit", NULL, d->opt.max_series);
-	expo_family(e, "meshlens_series_folded_total", "counter",
-		    "Records counted into an overflow series because the cap was reached.");
-	expo_sample_u64(e, "meshlens_series_folded_total", NULL, st.folded);
-	expo_family(e, "meshlens_series_dropped_total", "counter",
-		    "IP-pair series dropped after series_idle_seconds without activity.");
-	expo_sample_u64(e, "meshlens_series_dropped_total", NULL, st.dropped);
+	render_series_stats(e, &st, d->opt.max_series);
 	expo_family(e, "meshlens_tracked_connections", "gauge",
 		    "Open connections being tracked.");
 	expo_sample_u64(e, "meshlens_tracked_connections", NULL, st.connections);
@@ -404,10 +429,16 @@ static int start_metrics(struct ml_daemon *d)
 	struct metrics_config cfg = {
 		.max_series = d->opt.max_series,
 		.series_idle_seconds = d->opt.series_idle_seconds,
+		.ip_pairs = d->opt.ip_pair_metrics,
 		.format_addr = accesslog_format_addr,
 	};
 	char err[ML_ERR_LEN];
 
+	/* names come from the metadata file: without one every end is unknown */
+	if (d->opt.workload_metrics && d->opt.metadata) {
+		cfg.identify = ml_pipeline_names;
+		cfg.identify_ctx = &d->pl;
+	}
 	d->pl.metrics = metrics_new(&cfg);
 	if (!d->pl.metrics) {
 		fprintf(stderr, "meshlens: metrics: %s\n", strerror(ENOMEM));

@@ -100,6 +100,8 @@ void ml_options_init(struct ml_options *o)
 	o->drain_interval_ms = 50;
 	o->refresh_interval_ms = 5000;
 	o->max_series = 10000;
+	o->ip_pair_metrics = true;
+	o->workload_metrics = true;
 	o->series_idle_seconds = 3600;
 	o->log_max_size_kb = 0;
 	o->log_max_files = 5;
@@ -262,6 +264,8 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 100, .max = 600000 },
 	{ .name = "max_series", .kind = CFG_UINT, .off = OFF(max_series), .min = 1,
 	  .max = 10000000 },
+	{ .name = "ip_pair_metrics", .kind = CFG_BOOL, .off = OFF(ip_pair_metrics) },
+	{ .name = "workload_metrics", .kind = CFG_BOOL, .off = OFF(workload_metrics) },
 	{ .name = "series_idle_seconds", .kind = CFG_UINT, .off = OFF(series_idle_seconds),
 	  .min = 0, .max = 31536000 },
 	{ .name = "log_max_size_kb", .kind = CFG_UINT, .off = OFF(log_max_size_kb),

@@ -44,7 +44,10 @@ struct ml_options {
 	unsigned int ringbuf_bytes;     /* key "ringbuf_bytes": power of two, 64 KiB..1 GiB; default 8 MiB */
 	unsigned int drain_interval_ms; /* key "drain_interval_ms": 1..1000; default 50 */
 	unsigned int refresh_interval_ms; /* key "refresh_interval_ms": live-socket counters, 100..600000; default 5000 */
-	unsigned int max_series;        /* key "max_series": IP-pair series cap, 1..10000000; default 10000 */
+	unsigned int max_series;        /* key "max_series": series cap per set, 1..10000000; default 10000 */
+	bool ip_pair_metrics;           /* key "ip_pair_metrics": meshlens_tcp_* by IP pair; default true */
+	bool workload_metrics;          /* key "workload_metrics": meshlens_workload_tcp_* (with a
+					 * metadata file); default true */
 	unsigned int series_idle_seconds; /* key "series_idle_seconds": drop idle series, 0 = never; default 3600 */
 	unsigned int log_max_size_kb;   /* key "log_max_size_kb": rotate the access-log file before it
 					 * passes this many KiB, 0..4194304 (4 GiB); 0 = never (default) */

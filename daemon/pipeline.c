@@ -43,6 +43,20 @@ static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
 	}
 }
 
+void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct metrics_names *out)
+{
+	struct ml_pipeline *p = pipeline;
+	struct accesslog_identity id = { 0 };
+
+	if (!p->md)
+		return;
+	identify(p->md, r, &id);
+	out->src_workload = id.src_workload;
+	out->src_namespace = id.src_namespace;
+	out->dst_workload = id.dst_workload;
+	out->dst_namespace = id.dst_namespace;
+}
+
 int ml_pipeline_record(void *pipeline, void *data, size_t size)
 {
 	struct ml_pipeline *p = pipeline;

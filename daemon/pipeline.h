@@ -24,6 +24,12 @@ struct ml_pipeline {
 	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
 };
 
+/*
+ * Workload names of r's ends from the pipeline's metadata (nothing
+ * without one); the metrics' identify callback, ctx = the pipeline.
+ */
+void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct metrics_names *out);
+
 /* One record (ring_buffer_sample_fn shape); malformed ones are skipped. */
 int ml_pipeline_record(void *pipeline, void *data, size_t size);
 

@@ -1,62 +1,91 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * IP-pair aggregation. Two open-addressing hash tables, both sized up
- * front or grown by doubling, so the per-record path does not allocate in
- * steady state:
- *   - series: pair key -> slot in a fixed array of max_series + 2 series
- *     (the last two are the overflow series, outbound and inbound);
- *   - connections: socket cookie -> what was already counted for it.
+ * Aggregation. Each set of families is a table: a fixed array of
+ * max_series + 2 series (the last two are the overflow series, outbound
+ * and inbound) indexed by an open-addressing hash table. Connections are
+ * a third hash table: socket cookie -> its series in each set and what
+ * was already counted for it. Everything is sized up front or grown by
+ * doubling, so the per-record path does not allocate in steady state
+ * (a new workload series allocates its label text once).
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "metrics.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ADDR_TEXT 48
+#define WL_LABELS 4    /* src_workload, src_namespace, dst_workload, dst_namespace */
+#define NO_SLOT UINT32_MAX /* the set is off */
 
-struct pair_key {
-	uint8_t src[ML_ADDR_LEN];
-	uint8_t dst[ML_ADDR_LEN];
-	uint16_t dst_port;
-	uint8_t direction;
-	uint8_t pad;
-};
-
-struct pair {
-	struct pair_key key;
+struct series {
 	uint64_t opened, closed, failed, sent, received, retrans;
 	uint64_t last_active_ns;
-	uint32_t live; /* tracked connections counting into this series */
-	/* label text, formatted once when the series is created */
-	char src[ADDR_TEXT], dst[ADDR_TEXT], port[8];
+	uint64_t hash;
+	uint32_t live;     /* tracked connections counting into this series */
+	uint8_t direction; /* ML_DIR_*; 0: slot unused */
+	union {
+		struct { /* METRICS_IP_PAIR */
+			uint8_t src[ML_ADDR_LEN], dst[ML_ADDR_LEN];
+			uint16_t port;
+			/* label text, formatted once when the series is created */
+			char src_text[ADDR_TEXT], dst_text[ADDR_TEXT], port_text[8];
+		} ip;
+		struct { /* METRICS_WORKLOAD */
+			const char *v[WL_LABELS]; /* into text; static for overflow */
+			char *text;               /* one allocation, NULL for overflow */
+		} wl;
+	};
+};
+
+/* What a record's series is looked up by. */
+struct probe {
+	uint64_t hash;
+	uint8_t direction;
+	const struct tcp_probe_info *r; /* IP pair */
+	const char *v[WL_LABELS];       /* workload */
+};
+
+struct table {
+	enum metrics_set set;
+	bool on;
+	uint32_t cap;
+	struct series *s;       /* cap + 2 */
+	uint32_t *free_slots;   /* stack of unused slots */
+	uint32_t n_free;
+	uint32_t *index;        /* hash table: slot + 1, 0 = empty */
+	uint32_t index_mask;
+	uint32_t *order;        /* render scratch: sorted slots */
+	uint64_t folded, dropped;
 };
 
 struct conn {
 	uint64_t cookie; /* 0: empty slot (the kernel's cookies start at 1) */
 	uint64_t sent, received;
-	uint32_t pair;
+	uint32_t slot[METRICS_SETS];
 	uint32_t retrans;
 	uint32_t seen_gen;
 };
 
 struct metrics {
 	struct metrics_config cfg;
-	struct pair *pairs;     /* max_series + 2 */
-	uint32_t *free_slots;   /* stack of unused pair slots */
-	uint32_t n_free;
-	uint32_t *index;        /* pair hash table: slot + 1, 0 = empty */
-	uint32_t index_mask;
+	struct table t[METRICS_SETS];
 	struct conn *conns;
 	uint32_t conns_mask;
 	uint32_t n_conns;
-	uint32_t gen;           /* live-iterator pass */
-	uint32_t *order;        /* render scratch: sorted pair slots */
-	uint64_t folded, expired, dropped;
+	uint32_t gen; /* live-iterator pass */
+	uint64_t expired;
 };
 
 static const char *const dir_name[] = { "unknown", "outbound", "inbound" };
+static const char *const set_name[METRICS_SETS] = { "ip_pair", "workload" };
+
+const char *metrics_set_name(enum metrics_set set)
+{
+	return set < METRICS_SETS ? set_name[set] : "unknown";
+}
 
 static uint64_t mix64(uint64_t h)
 {
@@ -65,16 +94,6 @@ static uint64_t mix64(uint64_t h)
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ULL;
 	return h ^ (h >> 33);
-}
-
-static uint64_t key_hash(const struct pair_key *k)
-{
-	uint64_t w[4], h = 0;
-
-	memcpy(w, k, sizeof(w)); /* src and dst */
-	for (int i = 0; i < 4; i++)
-		h = mix64(h ^ w[i]);
-	return mix64(h ^ ((uint64_t)k->dst_port << 8 | k->direction));
 }
 
 static uint32_t next_pow2(uint64_t n)
@@ -86,36 +105,72 @@ static uint32_t next_pow2(uint64_t n)
 	return p;
 }
 
+/* ---- tables ---------------------------------------------------------------- */
+
+static int table_init(struct table *t, enum metrics_set set, uint32_t cap)
+{
+	uint32_t idx_size = next_pow2((uint64_t)cap * 2);
+
+	t->set = set;
+	t->on = true;
+	t->cap = cap;
+	t->s = calloc((size_t)cap + 2, sizeof(*t->s));
+	t->free_slots = calloc(cap, sizeof(*t->free_slots));
+	t->order = calloc((size_t)cap + 2, sizeof(*t->order));
+	t->index = calloc(idx_size, sizeof(*t->index));
+	t->index_mask = idx_size - 1;
+	if (!t->s || !t->free_slots || !t->order || !t->index)
+		return -ENOMEM;
+	/* pop order: slot 0 first */
+	for (uint32_t i = 0; i < cap; i++)
+		t->free_slots[i] = cap - 1 - i;
+	t->n_free = cap;
+	for (int d = 0; d < 2; d++) {
+		struct series *o = &t->s[cap + d];
+
+		o->direction = (uint8_t)(d + 1);
+		if (set == METRICS_IP_PAIR) {
+			strcpy(o->ip.src_text, "other");
+			strcpy(o->ip.dst_text, "other");
+			strcpy(o->ip.port_text, "other");
+		} else {
+			for (int i = 0; i < WL_LABELS; i++)
+				o->wl.v[i] = "other";
+		}
+	}
+	return 0;
+}
+
+static void table_free(struct table *t)
+{
+	if (t->s && t->set == METRICS_WORKLOAD)
+		for (uint32_t i = 0; i < t->cap; i++)
+			free(t->s[i].wl.text);
+	free(t->s);
+	free(t->free_slots);
+	free(t->order);
+	free(t->index);
+}
+
 struct metrics *metrics_new(const struct metrics_config *cfg)
 {
 	struct metrics *m = calloc(1, sizeof(*m));
-	uint32_t n = cfg->max_series, idx_size = next_pow2((uint64_t)n * 2);
+	bool on[METRICS_SETS] = { cfg->ip_pairs, cfg->identify != NULL };
 
 	if (!m)
 		return NULL;
 	m->cfg = *cfg;
-	m->pairs = calloc((size_t)n + 2, sizeof(*m->pairs));
-	m->free_slots = calloc(n, sizeof(*m->free_slots));
-	m->order = calloc((size_t)n + 2, sizeof(*m->order));
-	m->index = calloc(idx_size, sizeof(*m->index));
-	m->index_mask = idx_size - 1;
+	for (int k = 0; k < METRICS_SETS; k++) {
+		if (on[k] && table_init(&m->t[k], (enum metrics_set)k, cfg->max_series)) {
+			metrics_free(m);
+			return NULL;
+		}
+	}
 	m->conns = calloc(1024, sizeof(*m->conns));
 	m->conns_mask = 1023;
-	if (!m->pairs || !m->free_slots || !m->order || !m->index || !m->conns) {
+	if (!m->conns) {
 		metrics_free(m);
 		return NULL;
-	}
-	/* pop order: slot 0 first */
-	for (uint32_t i = 0; i < n; i++)
-		m->free_slots[i] = n - 1 - i;
-	m->n_free = n;
-	for (int d = 0; d < 2; d++) {
-		struct pair *o = &m->pairs[n + d];
-
-		o->key.direction = (uint8_t)(d + 1);
-		strcpy(o->src, "other");
-		strcpy(o->dst, "other");
-		strcpy(o->port, "other");
 	}
 	return m;
 }
@@ -124,28 +179,72 @@ void metrics_free(struct metrics *m)
 {
 	if (!m)
 		return;
-	free(m->pairs);
-	free(m->free_slots);
-	free(m->order);
-	free(m->index);
+	for (int k = 0; k < METRICS_SETS; k++)
+		table_free(&m->t[k]);
 	free(m->conns);
 	free(m);
 }
 
 /* ---- series ------------------------------------------------------------- */
 
-static void key_of(const struct tcp_probe_info *r, struct pair_key *k)
+static uint8_t direction_of(const struct tcp_probe_info *r)
 {
-	memset(k, 0, sizeof(*k));
-	memcpy(k->src, r->src_addr, ML_ADDR_LEN);
-	memcpy(k->dst, r->dst_addr, ML_ADDR_LEN);
-	k->dst_port = r->dst_port;
-	k->direction = r->direction == ML_DIR_INBOUND ? ML_DIR_INBOUND : ML_DIR_OUTBOUND;
+	return r->direction == ML_DIR_INBOUND ? ML_DIR_INBOUND : ML_DIR_OUTBOUND;
 }
 
-static uint32_t overflow_slot(const struct metrics *m, uint8_t direction)
+/* FNV-1a over each name and its terminating NUL, so ("ab","c") != ("a","bc") */
+static uint64_t names_hash(const char *const v[WL_LABELS], uint8_t direction)
 {
-	return m->cfg.max_series + (direction == ML_DIR_INBOUND);
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (int i = 0; i < WL_LABELS; i++) {
+		const unsigned char *p = (const unsigned char *)v[i];
+
+		do {
+			h ^= *p;
+			h *= 0x100000001b3ULL;
+		} while (*p++);
+	}
+	return mix64(h ^ direction);
+}
+
+static void probe_of(struct metrics *m, enum metrics_set set, const struct tcp_probe_info *r,
+		     struct probe *p)
+{
+	p->direction = direction_of(r);
+	if (set == METRICS_IP_PAIR) {
+		uint64_t w[4], h = 0;
+
+		p->r = r;
+		memcpy(w, r->src_addr, 16);
+		memcpy(w + 2, r->dst_addr, 16);
+		for (int i = 0; i < 4; i++)
+			h = mix64(h ^ w[i]);
+		p->hash = mix64(h ^ ((uint64_t)r->dst_port << 8 | p->direction));
+	} else {
+		struct metrics_names n = { 0 };
+
+		m->cfg.identify(m->cfg.identify_ctx, r, &n);
+		p->v[0] = n.src_workload ? n.src_workload : "unknown";
+		p->v[1] = n.src_namespace ? n.src_namespace : "unknown";
+		p->v[2] = n.dst_workload ? n.dst_workload : "unknown";
+		p->v[3] = n.dst_namespace ? n.dst_namespace : "unknown";
+		p->hash = names_hash(p->v, p->direction);
+	}
+}
+
+static bool series_is(const struct table *t, const struct series *s, const struct probe *p)
+{
+	if (s->hash != p->hash || s->direction != p->direction)
+		return false;
+	if (t->set == METRICS_IP_PAIR)
+		return s->ip.port == p->r->dst_port &&
+		       !memcmp(s->ip.src, p->r->src_addr, ML_ADDR_LEN) &&
+		       !memcmp(s->ip.dst, p->r->dst_addr, ML_ADDR_LEN);
+	for (int i = 0; i < WL_LABELS; i++)
+		if (strcmp(s->wl.v[i], p->v[i]))
+			return false;
+	return true;
 }
 
 static void format_port(char *buf, uint16_t port)
@@ -159,54 +258,84 @@ static void format_port(char *buf, uint16_t port)
 	memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
-/* The series of r's IP pair, created if new, or the overflow series. */
-static uint32_t pair_slot(struct metrics *m, const struct tcp_probe_info *r)
+/* Fill a new series' key and label text; -ENOMEM leaves it unused. */
+static int series_init(struct metrics *m, const struct table *t, struct series *s,
+		       const struct probe *p)
 {
-	struct pair_key k;
-	uint32_t i, slot;
-	struct pair *p;
+	memset(s, 0, sizeof(*s));
+	if (t->set == METRICS_IP_PAIR) {
+		memcpy(s->ip.src, p->r->src_addr, ML_ADDR_LEN);
+		memcpy(s->ip.dst, p->r->dst_addr, ML_ADDR_LEN);
+		s->ip.port = p->r->dst_port;
+		if (m->cfg.format_addr(s->ip.src, s->ip.src_text, ADDR_TEXT) < 0)
+			strcpy(s->ip.src_text, "invalid");
+		if (m->cfg.format_addr(s->ip.dst, s->ip.dst_text, ADDR_TEXT) < 0)
+			strcpy(s->ip.dst_text, "invalid");
+		format_port(s->ip.port_text, s->ip.port);
+	} else {
+		size_t len[WL_LABELS], total = 0;
+		char *q;
 
-	key_of(r, &k);
-	for (i = (uint32_t)key_hash(&k) & m->index_mask; m->index[i];
-	     i = (i + 1) & m->index_mask) {
-		slot = m->index[i] - 1;
-		if (!memcmp(&m->pairs[slot].key, &k, sizeof(k)))
+		for (int i = 0; i < WL_LABELS; i++)
+			total += len[i] = strlen(p->v[i]) + 1;
+		q = s->wl.text = malloc(total);
+		if (!q)
+			return -ENOMEM;
+		for (int i = 0; i < WL_LABELS; i++) {
+			memcpy(q, p->v[i], len[i]);
+			s->wl.v[i] = q;
+			q += len[i];
+		}
+	}
+	s->hash = p->hash;
+	s->direction = p->direction;
+	return 0;
+}
+
+/* The series of r in t, created if new, or the overflow series. */
+static uint32_t table_slot(struct metrics *m, struct table *t, const struct tcp_probe_info *r)
+{
+	struct probe p;
+	uint32_t i, slot;
+
+	probe_of(m, t->set, r, &p);
+	for (i = (uint32_t)p.hash & t->index_mask; t->index[i]; i = (i + 1) & t->index_mask) {
+		slot = t->index[i] - 1;
+		if (series_is(t, &t->s[slot], &p))
 			return slot;
 	}
-	if (!m->n_free) {
-		m->folded++;
-		return overflow_slot(m, k.direction);
+	if (!t->n_free || series_init(m, t, &t->s[t->free_slots[t->n_free - 1]], &p)) {
+		t->folded++;
+		return t->cap + (p.direction == ML_DIR_INBOUND);
 	}
-	slot = m->free_slots[--m->n_free];
-	m->index[i] = slot + 1;
-	p = &m->pairs[slot];
-	memset(p, 0, sizeof(*p));
-	p->key = k;
-	if (m->cfg.format_addr(k.src, p->src, sizeof(p->src)) < 0)
-		strcpy(p->src, "invalid");
-	if (m->cfg.format_addr(k.dst, p->dst, sizeof(p->dst)) < 0)
-		strcpy(p->dst, "invalid");
-	format_port(p->port, k.dst_port);
+	slot = t->free_slots[--t->n_free];
+	t->index[i] = slot + 1;
 	return slot;
 }
 
 /* Backward-shift deletion keeps linear probing correct without tombstones. */
-static void pair_unindex(struct metrics *m, uint32_t slot)
+static void table_drop(struct table *t, uint32_t slot)
 {
-	uint32_t i = (uint32_t)key_hash(&m->pairs[slot].key) & m->index_mask, j, home;
+	uint32_t i = (uint32_t)t->s[slot].hash & t->index_mask, j, home;
 
-	while (m->index[i] != slot + 1)
-		i = (i + 1) & m->index_mask;
-	for (j = (i + 1) & m->index_mask; m->index[j]; j = (j + 1) & m->index_mask) {
-		home = (uint32_t)key_hash(&m->pairs[m->index[j] - 1].key) & m->index_mask;
+	while (t->index[i] != slot + 1)
+		i = (i + 1) & t->index_mask;
+	for (j = (i + 1) & t->index_mask; t->index[j]; j = (j + 1) & t->index_mask) {
+		home = (uint32_t)t->s[t->index[j] - 1].hash & t->index_mask;
 		/* move j into the hole at i unless its home lies in (i, j] */
-		if (((j - home) & m->index_mask) >= ((j - i) & m->index_mask)) {
-			m->index[i] = m->index[j];
+		if (((j - home) & t->index_mask) >= ((j - i) & t->index_mask)) {
+			t->index[i] = t->index[j];
 			i = j;
 		}
 	}
-	m->index[i] = 0;
-	m->free_slots[m->n_free++] = slot;
+	t->index[i] = 0;
+	t->free_slots[t->n_free++] = slot;
+	if (t->set == METRICS_WORKLOAD) {
+		free(t->s[slot].wl.text);
+		t->s[slot].wl.text = NULL;
+	}
+	t->s[slot].direction = 0;
+	t->dropped++;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -244,7 +373,8 @@ static int conns_resize(struct metrics *m, uint32_t size)
 
 /* Start tracking a connection; NULL when memory ran out (it is then
  * counted at its close only, as a connection never seen open). */
-static struct conn *conn_add(struct metrics *m, uint64_t cookie, uint32_t slot)
+static struct conn *conn_add(struct metrics *m, uint64_t cookie,
+			     const uint32_t slot[METRICS_SETS])
 {
 	struct conn *c;
 	uint32_t pos;
@@ -255,10 +385,12 @@ static struct conn *conn_add(struct metrics *m, uint64_t cookie, uint32_t slot)
 	c = &m->conns[pos];
 	memset(c, 0, sizeof(*c));
 	c->cookie = cookie;
-	c->pair = slot;
+	memcpy(c->slot, slot, sizeof(c->slot));
 	c->seen_gen = m->gen;
 	m->n_conns++;
-	m->pairs[slot].live++;
+	for (int k = 0; k < METRICS_SETS; k++)
+		if (slot[k] != NO_SLOT)
+			m->t[k].s[slot[k]].live++;
 	return c;
 }
 
@@ -266,7 +398,9 @@ static void conn_del(struct metrics *m, struct conn *c)
 {
 	uint32_t i = (uint32_t)(c - m->conns), j, home;
 
-	m->pairs[c->pair].live--;
+	for (int k = 0; k < METRICS_SETS; k++)
+		if (c->slot[k] != NO_SLOT)
+			m->t[k].s[c->slot[k]].live--;
 	m->n_conns--;
 	for (j = (i + 1) & m->conns_mask; m->conns[j].cookie; j = (j + 1) & m->conns_mask) {
 		home = (uint32_t)mix64(m->conns[j].cookie) & m->conns_mask;
@@ -278,19 +412,24 @@ static void conn_del(struct metrics *m, struct conn *c)
 	m->conns[i].cookie = 0;
 }
 
+/* What one record adds to its series. */
+struct delta {
+	uint64_t opened, closed, failed, sent, received, retrans;
+};
+
 /* Count what this record adds beyond what the connection already counted. */
-static void advance(struct pair *p, struct conn *c, const struct tcp_probe_info *r)
+static void advance(struct conn *c, const struct tcp_probe_info *r, struct delta *d)
 {
 	if (r->sent_bytes > c->sent) {
-		p->sent += r->sent_bytes - c->sent;
+		d->sent = r->sent_bytes - c->sent;
 		c->sent = r->sent_bytes;
 	}
 	if (r->received_bytes > c->received) {
-		p->received += r->received_bytes - c->received;
+		d->received = r->received_bytes - c->received;
 		c->received = r->received_bytes;
 	}
 	if (r->total_retrans > c->retrans) {
-		p->retrans += r->total_retrans - c->retrans;
+		d->retrans = r->total_retrans - c->retrans;
 		c->retrans = r->total_retrans;
 	}
 }
@@ -298,8 +437,8 @@ static void advance(struct pair *p, struct conn *c, const struct tcp_probe_info 
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 {
 	struct conn *c = NULL, none = { 0 };
-	uint32_t pos, slot;
-	struct pair *p;
+	uint32_t pos, slot[METRICS_SETS];
+	struct delta d = { 0 };
 
 	/* failed attempts were never tracked; cookie 0 cannot be (empty slot) */
 	bool trackable = r->type != ML_REC_CONN_FAILED && r->sock_cookie;
@@ -307,35 +446,46 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	if (trackable)
 		c = conn_find(m, r->sock_cookie, &pos);
 	if (c) {
-		slot = c->pair;
+		memcpy(slot, c->slot, sizeof(slot));
 	} else {
-		slot = pair_slot(m, r);
-		if (r->type == ML_REC_CONN_OPEN || r->type == ML_REC_CONN_LIVE ||
-		    r->type == ML_REC_CONN_CLOSE)
-			m->pairs[slot].opened++;
+		for (int k = 0; k < METRICS_SETS; k++)
+			slot[k] = m->t[k].on ? table_slot(m, &m->t[k], r) : NO_SLOT;
+		d.opened = r->type != ML_REC_CONN_FAILED;
 		if (trackable && r->type != ML_REC_CONN_CLOSE)
 			c = conn_add(m, r->sock_cookie, slot);
 	}
-	p = &m->pairs[slot];
-	p->last_active_ns = r->close_ns;
 	switch (r->type) {
 	case ML_REC_CONN_FAILED:
-		p->failed++;
-		p->retrans += r->total_retrans; /* SYNs sent again */
+		d.failed = 1;
+		d.retrans = r->total_retrans; /* SYNs sent again */
 		break;
 	case ML_REC_CONN_LIVE:
 		if (c) {
 			c->seen_gen = m->gen;
-			advance(p, c, r);
+			advance(c, r, &d);
 		}
 		break;
 	case ML_REC_CONN_CLOSE:
-		advance(p, c ? c : &none, r);
-		p->closed++;
-		if (c)
-			conn_del(m, c);
+		advance(c ? c : &none, r, &d);
+		d.closed = 1;
 		break;
 	}
+	for (int k = 0; k < METRICS_SETS; k++) {
+		struct series *s;
+
+		if (slot[k] == NO_SLOT)
+			continue;
+		s = &m->t[k].s[slot[k]];
+		s->last_active_ns = r->close_ns;
+		s->opened += d.opened;
+		s->closed += d.closed;
+		s->failed += d.failed;
+		s->sent += d.sent;
+		s->received += d.received;
+		s->retrans += d.retrans;
+	}
+	if (r->type == ML_REC_CONN_CLOSE && c)
+		conn_del(m, c);
 }
 
 /* ---- live-iterator passes ------------------------------------------------- */
@@ -361,94 +511,127 @@ void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full)
 	}
 	if (!idle_ns)
 		return;
-	for (uint32_t s = 0; s < m->cfg.max_series; s++) {
-		struct pair *p = &m->pairs[s];
+	for (int k = 0; k < METRICS_SETS; k++) {
+		struct table *t = &m->t[k];
 
-		if (p->key.direction && !p->live && now_ns - p->last_active_ns > idle_ns) {
-			pair_unindex(m, s);
-			p->key.direction = 0;
-			m->dropped++;
+		for (uint32_t i = 0; t->on && i < t->cap; i++) {
+			const struct series *s = &t->s[i];
+
+			if (s->direction && !s->live && now_ns - s->last_active_ns > idle_ns)
+				table_drop(t, i);
 		}
 	}
 }
 
 /* ---- exposition ---------------------------------------------------------- */
 
-/* Label order: direction ("inbound" first), then addresses and port; the
+/* Label order: direction ("inbound" first), then the other labels; the
  * overflow series last within its direction. */
-static int cmp_pairs(const void *a, const void *b, void *arg)
+static int cmp_series(const void *a, const void *b, void *arg)
 {
-	const struct metrics *m = arg;
+	const struct table *t = arg;
 	uint32_t sa = *(const uint32_t *)a, sb = *(const uint32_t *)b;
-	const struct pair_key *x = &m->pairs[sa].key, *y = &m->pairs[sb].key;
-	int c;
+	const struct series *x = &t->s[sa], *y = &t->s[sb];
+	int c = 0;
 
 	if (x->direction != y->direction)
 		return x->direction == ML_DIR_INBOUND ? -1 : 1;
-	if ((sa >= m->cfg.max_series) != (sb >= m->cfg.max_series))
-		return sa >= m->cfg.max_series ? 1 : -1;
-	c = memcmp(x->src, y->src, ML_ADDR_LEN);
-	if (!c)
-		c = memcmp(x->dst, y->dst, ML_ADDR_LEN);
-	if (!c)
-		c = (int)x->dst_port - (int)y->dst_port;
+	if ((sa >= t->cap) != (sb >= t->cap))
+		return sa >= t->cap ? 1 : -1;
+	if (t->set == METRICS_IP_PAIR) {
+		c = memcmp(x->ip.src, y->ip.src, ML_ADDR_LEN);
+		if (!c)
+			c = memcmp(x->ip.dst, y->ip.dst, ML_ADDR_LEN);
+		if (!c)
+			c = (int)x->ip.port - (int)y->ip.port;
+		return c;
+	}
+	for (int i = 0; !c && i < WL_LABELS; i++)
+		c = strcmp(x->wl.v[i], y->wl.v[i]);
 	return c;
 }
 
 static const struct {
-	const char *name, *help;
+	const char *name, *help; /* name after the set's prefix; help before ", by" */
 	size_t off;
 } families[] = {
-	{ "meshlens_tcp_connections_opened_total",
-	  "TCP connections that reached ESTABLISHED, by IP pair.", offsetof(struct pair, opened) },
-	{ "meshlens_tcp_connections_closed_total",
-	  "Established TCP connections that closed, by IP pair.", offsetof(struct pair, closed) },
-	{ "meshlens_tcp_connections_failed_total",
-	  "TCP connection attempts that never reached ESTABLISHED, by IP pair.",
-	  offsetof(struct pair, failed) },
-	{ "meshlens_tcp_sent_bytes_total",
-	  "Payload bytes sent and acknowledged, by the sockets of this direction and IP pair.",
-	  offsetof(struct pair, sent) },
-	{ "meshlens_tcp_received_bytes_total",
-	  "Payload bytes received, by the sockets of this direction and IP pair.",
-	  offsetof(struct pair, received) },
-	{ "meshlens_tcp_retransmits_total",
-	  "Retransmitted TCP segments, by the sockets of this direction and IP pair.",
-	  offsetof(struct pair, retrans) },
+	{ "connections_opened_total", "TCP connections that reached ESTABLISHED",
+	  offsetof(struct series, opened) },
+	{ "connections_closed_total", "Established TCP connections that closed",
+	  offsetof(struct series, closed) },
+	{ "connections_failed_total", "TCP connection attempts that never reached ESTABLISHED",
+	  offsetof(struct series, failed) },
+	{ "sent_bytes_total", "Payload bytes sent and acknowledged by the sockets",
+	  offsetof(struct series, sent) },
+	{ "received_bytes_total", "Payload bytes received by the sockets",
+	  offsetof(struct series, received) },
+	{ "retransmits_total", "Retransmitted TCP segments", offsetof(struct series, retrans) },
 };
 
-void metrics_render(struct metrics *m, struct expo *e)
+static void render_table(struct table *t, struct expo *e)
 {
-	uint32_t n = 0, total = m->cfg.max_series + 2;
+	static const char *const prefix[] = { "meshlens_tcp_", "meshlens_workload_tcp_" };
+	static const char *const by[] = { "IP pair", "workload pair (names from --metadata)" };
+	uint32_t n = 0, total = t->cap + 2;
+	char name[96], help[160];
 
-	for (uint32_t s = 0; s < total; s++) {
-		const struct pair *p = &m->pairs[s];
+	for (uint32_t i = 0; i < total; i++) {
+		const struct series *s = &t->s[i];
 
 		/* overflow series appear once something folded into them */
-		if (s >= m->cfg.max_series ? p->opened || p->failed : p->key.direction != 0)
-			m->order[n++] = s;
+		if (i >= t->cap ? s->opened || s->failed : s->direction != 0)
+			t->order[n++] = i;
 	}
 	if (n > 1)
-		qsort_r(m->order, n, sizeof(*m->order), cmp_pairs, m);
+		qsort_r(t->order, n, sizeof(*t->order), cmp_series, t);
 	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
-		expo_family(e, families[f].name, "counter", families[f].help);
+		snprintf(name, sizeof(name), "%s%s", prefix[t->set], families[f].name);
+		snprintf(help, sizeof(help), "%s, by direction and %s.", families[f].help,
+			 by[t->set]);
+		expo_family(e, name, "counter", help);
 		for (uint32_t i = 0; i < n; i++) {
-			const struct pair *p = &m->pairs[m->order[i]];
-			const char *labels[] = { "direction", dir_name[p->key.direction],
-						 "src_ip", p->src, "dst_ip", p->dst,
-						 "dst_port", p->port, NULL };
+			const struct series *s = &t->s[t->order[i]];
+			uint64_t v = *(const uint64_t *)((const char *)s + families[f].off);
 
-			expo_sample_u64(e, families[f].name, labels,
-					*(const uint64_t *)((const char *)p + families[f].off));
+			if (t->set == METRICS_IP_PAIR)
+				expo_sample_u64(e, name,
+						(const char *const[]){
+							"direction", dir_name[s->direction],
+							"src_ip", s->ip.src_text,
+							"dst_ip", s->ip.dst_text,
+							"dst_port", s->ip.port_text, NULL },
+						v);
+			else
+				expo_sample_u64(e, name,
+						(const char *const[]){
+							"direction", dir_name[s->direction],
+							"src_workload", s->wl.v[0],
+							"src_namespace", s->wl.v[1],
+							"dst_workload", s->wl.v[2],
+							"dst_namespace", s->wl.v[3], NULL },
+						v);
 		}
 	}
 }
 
+void metrics_render(struct metrics *m, struct expo *e)
+{
+	for (int k = 0; k < METRICS_SETS; k++)
+		if (m->t[k].on)
+			render_table(&m->t[k], e);
+}
+
 void metrics_stats(const struct metrics *m, struct metrics_stats *s)
 {
-	s->series = m->cfg.max_series - m->n_free;
-	s->folded = m->folded;
+	memset(s, 0, sizeof(*s));
+	for (int k = 0; k < METRICS_SETS; k++) {
+		const struct table *t = &m->t[k];
+
+		s->enabled[k] = t->on;
+		s->series[k] = t->cap - t->n_free;
+		s->folded[k] = t->folded;
+		s->dropped[k] = t->dropped;
+	}
 	s->connections = m->n_conns;
 	s->expired = m->expired;
-	s->dropped = m->dropped;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * metrics - per-IP-pair connection metrics aggregated in user space.
- *
- * Series are keyed by (direction, client IP, server IP, server port).
+ * metrics - per-connection TCP metrics aggregated in user space, in two
+ * optional sets of families:
+ *   - IP pair:  meshlens_tcp_*{direction,src_ip,dst_ip,dst_port}
+ *   - workload: meshlens_workload_tcp_*{direction,src_workload,
+ *               src_namespace,dst_workload,dst_namespace}
  * Every counter is monotonic and exact per connection:
  *   - a connection counts as opened once, on the first of its OPEN, LIVE
  *     or CLOSE records;
@@ -11,12 +13,16 @@
  *     is open, the CLOSE record at the end), so interim and final values
  *     never double count;
  *   - failed attempts count as failed, never as opened.
- * Past max_series, new pairs fold into one overflow series per direction
- * (src_ip="other", dst_ip="other", dst_port="other").
+ * A connection is bound to its series when first seen: its workload names
+ * are asked for then (once per connection, not per record), so a metadata
+ * reload names new connections and never splits an open one.
+ * Past max_series, new series of a set fold into one overflow series per
+ * direction (every label but direction "other").
  */
 #ifndef MESHLENS_METRICS_H
 #define MESHLENS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "../bpf/probe.h"
@@ -24,14 +30,30 @@
 
 struct metrics;
 
+enum metrics_set {
+	METRICS_IP_PAIR,
+	METRICS_WORKLOAD,
+	METRICS_SETS,
+};
+
+/* Names of both ends; NULL = unknown (rendered "unknown"). */
+struct metrics_names {
+	const char *src_workload, *src_namespace, *dst_workload, *dst_namespace;
+};
+
 struct metrics_config {
-	unsigned int max_series;          /* cap on IP-pair series */
+	unsigned int max_series;          /* cap on series, per set */
 	unsigned int series_idle_seconds; /* drop series idle this long; 0 = never */
+	bool ip_pairs;                    /* the IP-pair set */
 	/* address -> label text; the daemon passes the access log's formatter
 	 * so labels and log lines spell addresses alike */
 	int (*format_addr)(const uint8_t addr[ML_ADDR_LEN], char *buf, size_t len);
+	/* the workload set, when set: names of r's ends (r's first record) */
+	void (*identify)(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out);
+	void *identify_ctx;
 };
 
+/* NULL when out of memory. */
 struct metrics *metrics_new(const struct metrics_config *cfg);
 void metrics_free(struct metrics *m);
 
@@ -48,15 +70,19 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r);
 void metrics_live_begin(struct metrics *m, bool full);
 void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full);
 
-/* Append every family of IP-pair metrics, sorted, to e. */
+/* Append every family of the enabled sets, sorted, to e. */
 void metrics_render(struct metrics *m, struct expo *e);
 
+/* "ip_pair", "workload" */
+const char *metrics_set_name(enum metrics_set set);
+
 struct metrics_stats {
-	uint64_t series;       /* IP-pair series (overflow series excluded) */
-	uint64_t folded;       /* records folded into an overflow series */
-	uint64_t connections;  /* connections being tracked (open) */
-	uint64_t expired;      /* connections forgotten without a close record */
-	uint64_t dropped;      /* idle series dropped */
+	bool enabled[METRICS_SETS];
+	uint64_t series[METRICS_SETS];  /* series held (overflow series excluded) */
+	uint64_t folded[METRICS_SETS];  /* records folded into an overflow series */
+	uint64_t dropped[METRICS_SETS]; /* idle series dropped */
+	uint64_t connections;           /* connections being tracked (open) */
+	uint64_t expired;               /* connections forgotten without a close record */
 };
 void metrics_stats(const struct metrics *m, struct metrics_stats *s);
 

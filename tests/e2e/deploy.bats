@@ -76,17 +76,6 @@ y2j() {
 json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], sys.stdout)' "$1"
 }
 
-# free_port: a loopback TCP port nothing uses, below the ephemeral range
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000))
-		[ -z "$(ss -Htan "( sport = :$p )")" ] && { echo "$p"; return 0; }
-	done
-	echo "no free port found" >&2
-	return 1
-}
-
 # daemonset_caps / unit_caps: the capabilities granted, "BPF NET_ADMIN PERFMON"
 daemonset_caps() {
 	y2j "$DEPLOY/k8s/daemonset.yaml" | jq -r '.[0].spec.template.spec.containers[]
@@ -119,16 +108,7 @@ start_ml() {
 		pre=(setpriv "--bounding-set=$(setpriv_caps "$2")" --inh-caps=-all --ambient-caps=-all)
 		shift 2
 	fi
-	"${pre[@]}" "$MESHLENS" --pin-path "$PIN" -g "$CG" "$@" 2>"$T/daemon.err" &
-	DAEMON_PID=$!
-	for _ in $(seq 100); do
-		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "meshlens did not become ready:" >&2
-	cat "$T/daemon.err" >&2
-	return 1
+	launch "${pre[@]}" "$MESHLENS" --pin-path "$PIN" -g "$CG" "$@"
 }
 
 # scrape PORT FILE: GET /metrics into FILE
@@ -577,14 +557,26 @@ some_traffic() {
 @test "every metric the dashboard queries and README.md names is exported by the real daemon" {
 	ml_env
 	port=$(free_port)
-	# the k8s config as deployed, with a metadata file in place of the sidecar's
+	# the k8s config as deployed, with a metadata file in place of the sidecar's:
+	# workload families, no IP-pair families (IP labels: the cardinality risk)
 	"$SYNC" --from-file "$FIXTURE" --node node-1 --output "$T/workloads.json" 2>/dev/null
 	start_ml -c "$DEPLOY/k8s/config.json" --metadata "$T/workloads.json" -o "$T/access.log" \
 		-m "127.0.0.1:$port" --drops
 	some_traffic
 	wait_conns 11
 	scrape "$port" "$T/m"
-	awk '$1 == "#" && $2 == "TYPE" { print $3 }' "$T/m" | sort -u >"$T/exported"
+	grep -q '^meshlens_workload_tcp_connections_opened_total{' "$T/m"
+	! grep -q '^meshlens_tcp_' "$T/m"
+	stop_daemon
+	# the systemd config as shipped (IP pairs), with the same metadata
+	: >"$T/access.log"
+	start_ml -c "$DEPLOY/systemd/config.json" --metadata "$T/workloads.json" -o "$T/access.log" \
+		-m "127.0.0.1:$port" --drops
+	some_traffic
+	wait_conns 11
+	scrape "$port" "$T/m2"
+	grep -q '^meshlens_tcp_connections_opened_total{' "$T/m2"
+	awk '$1 == "#" && $2 == "TYPE" { print $3 }' "$T/m" "$T/m2" | sort -u >"$T/exported"
 	{ jq -r '.. | objects | (.expr?, .definition?) | strings' "$DASHBOARD"; cat "$ROOT/README.md"; } |
 		grep -oE 'meshlens_[a-z_]+' | sort -u >"$T/named"
 	[ "$(grep -c . "$T/named")" -ge 15 ]
@@ -602,6 +594,7 @@ some_traffic() {
 	# and covers what it is for
 	for n in connections_opened connections_closed connections_failed sent_bytes received_bytes retransmits; do
 		grep -qx "meshlens_tcp_${n}_total" "$T/named"
+		jq -r '.. | objects | .expr? | strings' "$DASHBOARD" | grep -q "meshlens_workload_tcp_${n}_total"
 	done
 	for n in drops_total drop_bytes_total events_total events_lost_total series scrape_duration_seconds; do
 		jq -r '.. | objects | .expr? | strings' "$DASHBOARD" | grep -q "meshlens_$n"
@@ -613,7 +606,13 @@ some_traffic() {
 	ml_env
 	port=$(free_port)
 	promport=$(free_port)
-	start_ml -c "$DEPLOY/systemd/config.json" -o "$T/access.log" -m "127.0.0.1:$port" --drops
+	# 127.0.0.1 and the test cgroup named, for the workload panels
+	cat >"$T/md.json" <<-EOF
+	{"workloads": [{"ips": ["127.0.0.1"], "workload": "server", "namespace": "test"},
+	               {"cgroups": ["$CGREL"], "workload": "client", "namespace": "test"}]}
+	EOF
+	start_ml -c "$DEPLOY/systemd/config.json" --metadata "$T/md.json" -o "$T/access.log" \
+		-m "127.0.0.1:$port" --drops
 	# deploy/prometheus/scrape.yml's meshlens-host job, scraping every second
 	/usr/bin/python3 -c 'import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))

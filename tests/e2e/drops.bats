@@ -17,89 +17,11 @@ MLPKT=$BUILD/mlpkt
 
 # --- helpers of this file ----------------------------------------------------
 
-# free_port: a loopback TCP port nothing uses, below the ephemeral range
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 12000))
-		[ -z "$(ss -Htan "( sport = :$p )")" ] && { echo "$p"; return 0; }
-	done
-	echo "no free port found" >&2
-	return 1
-}
-
-# start_metrics_daemon [extra args...]: the daemon on $CG, access log
-# $T/access.log, metrics on 127.0.0.1:$MPORT (a free port), config
-# refresh_interval_ms 200 (drop log lines every 200 ms); sets MPORT, MURL
-start_metrics_daemon() {
-	MPORT=$(free_port)
-	MURL=http://127.0.0.1:$MPORT
-	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
-	"$MESHLENS" --pin-path "$PIN" -c "$T/c.json" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@" \
-		2>"$T/daemon.err" &
-	DAEMON_PID=$!
-	for _ in $(seq 100); do
-		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
-		kill -0 "$DAEMON_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "daemon did not become ready:" >&2
-	cat "$T/daemon.err" >&2
-	return 1
-}
-
-# start_drops_daemon [extra args...]: start_metrics_daemon with --drops
+# start_drops_daemon [extra args...]: start_metrics_daemon with --drops and
+# refresh_interval_ms 200 (drop log lines every 200 ms)
 start_drops_daemon() {
-	start_metrics_daemon --drops "$@"
-}
-
-# scrape_to FILE: GET /metrics into FILE; fails unless 200
-scrape_to() {
-	local code
-	code=$(curl -sS --max-time 5 -o "$1" -w '%{http_code}' "$MURL/metrics") || return 1
-	[ "$code" = 200 ] || { echo "GET /metrics: HTTP $code" >&2; return 1; }
-}
-
-# samples_in MODE FILE NAME [k="v" ...]: over the samples of metric NAME
-# whose label set contains every k="v" given, MODE sum prints the sum of
-# the values (0 when there is none), MODE count the number of samples.
-samples_in() {
-	local mode=$1 file=$2 name=$3; shift 3
-	awk -v mode="$mode" -v name="$name" -v want="$*" '
-	BEGIN { n = split(want, w, " ") }
-	/^#/ || NF == 0 { next }
-	{
-		mname = $0; sub(/[{ \t].*/, "", mname)
-		if (mname != name) next
-		rest = substr($0, length(mname) + 1); labels = ","
-		if (substr(rest, 1, 1) == "{") {
-			e = index(rest, "}")	# our label values hold no "}"
-			labels = "," substr(rest, 2, e - 2) ","
-			rest = substr(rest, e + 1)
-		}
-		for (i = 1; i <= n; i++) if (index(labels, "," w[i] ",") == 0) next
-		split(rest, f, " ")
-		sum += f[1]; cnt++
-	}
-	END { if (mode == "count") print cnt + 0; else printf "%.0f\n", sum }' "$file"
-}
-
-# metric NAME [k="v" ...]: scrape now; sum of the matching samples, 0 if absent
-metric() {
-	scrape_to "$T/scrape.txt" || return 1
-	samples_in sum "$T/scrape.txt" "$@"
-}
-
-# wait_metric EXPECTED NAME [k="v" ...]: poll /metrics (up to 5 s) until the sum is EXPECTED
-wait_metric() {
-	local want=$1 got=""; shift
-	for _ in $(seq 50); do
-		got=$(metric "$@") && [ "$got" = "$want" ] && return 0
-		sleep 0.1
-	done
-	echo "after 5 s: $1{${*:2}} is '$got', want $want; samples of $1:" >&2
-	grep -E "^$1[{ ]" "$T/scrape.txt" >&2
-	return 1
+	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
+	start_metrics_daemon -c "$T/c.json" --drops "$@"
 }
 
 # wait_delta BASE EXPECTED NAME [k="v" ...]: poll until the sum has grown by

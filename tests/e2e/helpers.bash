@@ -65,17 +65,103 @@ ml_teardown() {
 	return 0
 }
 
-# start_daemon [extra args...]: attach to $CG, log to $T/access.log, wait for "ready"
-start_daemon() {
-	"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off "$@" 2>"$T/daemon.err" &
+# launch CMD...: run CMD in the background with stderr to $T/daemon.err,
+# DAEMON_PID set; wait (up to 10 s) for its "ready" line
+launch() {
+	"$@" 2>"$T/daemon.err" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
 		grep -q ready "$T/daemon.err" 2>/dev/null && return 0
 		kill -0 "$DAEMON_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "daemon did not become ready:" >&2
+	echo "meshlens did not become ready:" >&2
 	cat "$T/daemon.err" >&2
+	return 1
+}
+
+# start_daemon [extra args...]: attach to $CG, log to $T/access.log, wait for "ready"
+start_daemon() {
+	launch "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off "$@"
+}
+
+# free_port: a loopback TCP port nothing uses, below the ephemeral range
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 12000))
+		[ -z "$(ss -Htan "( sport = :$p )")" ] && { echo "$p"; return 0; }
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# start_metrics_daemon [extra args...]: like start_daemon, but with the
+# metrics endpoint on 127.0.0.1:$MPORT (a free port); sets MPORT, MURL
+start_metrics_daemon() {
+	MPORT=$(free_port) || return 1
+	MURL=http://127.0.0.1:$MPORT
+	launch "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m "127.0.0.1:$MPORT" "$@"
+}
+
+# scrape_to FILE [curl args...]: GET $MURL/metrics into FILE; fails unless 200
+scrape_to() {
+	local f=$1 code; shift
+	code=$(curl -sS --max-time 5 -o "$f" -w '%{http_code}' "$@" "$MURL/metrics") || return 1
+	[ "$code" = 200 ] || { echo "GET /metrics: HTTP $code" >&2; return 1; }
+}
+
+# samples_in MODE FILE NAME [k="v" ...]: over the samples of metric NAME
+# whose label set contains every k="v" given, MODE sum prints the sum of
+# the values (0 when there is none), MODE count the number of samples.
+samples_in() {
+	local mode=$1 file=$2 name=$3; shift 3
+	awk -v mode="$mode" -v name="$name" -v want="$*" '
+	BEGIN { n = split(want, w, " ") }
+	/^#/ || NF == 0 { next }
+	{
+		mname = $0; sub(/[{ \t].*/, "", mname)
+		if (mname != name) next
+		rest = substr($0, length(mname) + 1); labels = ","
+		if (substr(rest, 1, 1) == "{") {
+			e = index(rest, "}")	# our label values hold no "}"
+			labels = "," substr(rest, 2, e - 2) ","
+			rest = substr(rest, e + 1)
+		}
+		for (i = 1; i <= n; i++) if (index(labels, "," w[i] ",") == 0) next
+		split(rest, f, " ")
+		sum += f[1]; cnt++
+	}
+	END { if (mode == "count") print cnt + 0; else printf "%.0f\n", sum }' "$file"
+}
+
+# metric NAME [k="v" ...]: scrape now; sum of the matching samples, 0 if absent
+metric() {
+	scrape_to "$T/scrape.txt" || return 1
+	samples_in sum "$T/scrape.txt" "$@"
+}
+
+# expect_in FILE EXPECTED NAME [k="v" ...]: the matching samples of a saved
+# scrape sum to EXPECTED; says what differs otherwise
+expect_in() {
+	local file=$1 want=$2 got; shift 2
+	got=$(samples_in sum "$file" "$@")
+	[ "$got" = "$want" ] && return 0
+	echo "$1{${*:2}}: got $got, want $want; samples of $1:" >&2
+	grep -E "^$1[{ ]" "$file" >&2
+	return 1
+}
+
+# wait_metric EXPECTED NAME [k="v" ...]: poll /metrics (up to 5 s: records
+# reach the daemon every drain interval) until the sum is EXPECTED
+wait_metric() {
+	local want=$1 got=""; shift
+	for _ in $(seq 50); do
+		got=$(metric "$@") && [ "$got" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "after 5 s: $1{${*:2}} is '$got', want $want; samples of $1:" >&2
+	grep -E "^$1[{ ]" "$T/scrape.txt" >&2
 	return 1
 }
 
@@ -100,6 +186,11 @@ traffic_in_netns() {
 	local ns=$1; shift
 	bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec ip netns exec "$@"' \
 		_ "$CG" "$ns" "$MLTRAFFIC" "$@" >>"$T/truth.json"
+}
+
+# truth_sum FIELD: sum of FIELD over the ground truth's "conn" lines
+truth_sum() {
+	jq -s --arg f "$1" 'map(select(.event == "conn") | .[$f]) | add // 0' "$T/truth.json"
 }
 
 # wait_records N: wait (up to 5 s) until the access log has N lines

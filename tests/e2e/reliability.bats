@@ -19,23 +19,10 @@ teardown() {
 	return 0
 }
 
-free_port() {
-	local p
-	for p in $(seq 22000 22999 | shuf); do
-		! ss -ltnH "sport = :$p" | grep -q . && { echo "$p"; return; }
-	done
-}
-
-# metric NAME SELECTOR: the value of one sample (0 when absent)
-metric() {
-	curl -s "127.0.0.1:$MPORT/metrics" |
-		awk -v n="$1" -v sel="$2" 'index($0, n "{") == 1 && index($0, sel) { print $NF; f = 1 } END { if (!f) print 0 }'
-}
-
+# start_with_config JSON: start_metrics_daemon with this config
 start_with_config() {
-	MPORT=$(free_port)
 	echo "$1" >"$T/c.json"
-	start_daemon -c "$T/c.json" -m "127.0.0.1:$MPORT"
+	start_metrics_daemon -c "$T/c.json"
 }
 
 @test "consumer stopped, tiny ringbuf: logged + lost records == connections x 2, exactly; then it carries on" {
@@ -64,10 +51,7 @@ start_with_config() {
 	mkdir "$TMPFS"
 	mount -t tmpfs -o size=256k tmpfs "$TMPFS"
 	FILLER=$TMPFS/filler
-	MPORT=$(free_port)
-	"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$TMPFS/access.log" -m "127.0.0.1:$MPORT" 2>"$T/daemon.err" &
-	DAEMON_PID=$!
-	for _ in $(seq 100); do grep -q ready "$T/daemon.err" && break; sleep 0.1; done
+	start_metrics_daemon -o "$TMPFS/access.log"
 	# leave room for a few lines only
 	dd if=/dev/zero of="$FILLER" bs=1k count=240 2>/dev/null || true
 	traffic many 127.0.0.1 200 --quiet

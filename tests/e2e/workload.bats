@@ -124,3 +124,77 @@ wait_err() {
 	[ "$(grep -c "reloading metadata" "$T/daemon.err")" = 2 ]
 	[ "$(grep -c "metadata" "$T/daemon.err")" = 3 ]
 }
+
+# --- workload metrics ------------------------------------------------------------
+
+# wl DIRECTION SRC DST: label matchers of one workload series (namespaces ns-<name>)
+wl() {
+	echo "direction=\"$1\" src_workload=\"$2\" src_namespace=\"ns-$2\"" \
+		"dst_workload=\"$3\" dst_namespace=\"ns-$3\""
+}
+
+@test "workload metrics: both ends named, exact counts; a rename names new connections and never splits an open one" {
+	write_md wa wb
+	start_metrics_daemon --metadata "$T/md.json"
+	traffic pairs 127.0.0.1 100:200 300:400
+	# one held open across the rename
+	traffic pairs 127.0.0.1 5000:6000 --hold-ms 1500 &
+	tpid=$!
+	wait_metric 3 meshlens_workload_tcp_connections_opened_total $(wl outbound wb wa)
+	write_md wa2 wb2
+	wait_err "metadata reloaded from $T/md.json" 1
+	wait "$tpid"
+	traffic pairs 127.0.0.1 7:8
+	wait_metric 1 meshlens_workload_tcp_connections_closed_total $(wl inbound wa2 wb2)
+	wait_metric 3 meshlens_workload_tcp_connections_closed_total $(wl inbound wa wb)
+	scrape_to "$T/m"
+	for d in "outbound wb wa" "inbound wa wb"; do
+		expect_in "$T/m" 3 meshlens_workload_tcp_connections_opened_total $(wl $d)
+		expect_in "$T/m" 3 meshlens_workload_tcp_connections_closed_total $(wl $d)
+		expect_in "$T/m" 0 meshlens_workload_tcp_connections_failed_total $(wl $d)
+	done
+	# bytes of the first three connections (the traffic tool's counts), each side's view
+	truth=$(jq -s 'map(select(.event == "conn"))[0:3]' "$T/truth.json")
+	sum() { jq --arg f "$1" 'map(.[$f]) | add' <<<"$truth"; }
+	[ "$(sum client_sent)" = 5400 ]
+	expect_in "$T/m" "$(sum client_sent)" meshlens_workload_tcp_sent_bytes_total $(wl outbound wb wa)
+	expect_in "$T/m" "$(sum client_received)" meshlens_workload_tcp_received_bytes_total $(wl outbound wb wa)
+	expect_in "$T/m" "$(sum server_sent)" meshlens_workload_tcp_sent_bytes_total $(wl inbound wa wb)
+	expect_in "$T/m" "$(sum server_received)" meshlens_workload_tcp_received_bytes_total $(wl inbound wa wb)
+	expect_in "$T/m" 7 meshlens_workload_tcp_sent_bytes_total $(wl outbound wb2 wa2)
+	expect_in "$T/m" 8 meshlens_workload_tcp_sent_bytes_total $(wl inbound wa2 wb2)
+	# four series, no other; the IP-pair set counts the same connections
+	[ "$(samples_in count "$T/m" meshlens_workload_tcp_connections_opened_total)" = 4 ]
+	expect_in "$T/m" 4 meshlens_series 'set="workload"'
+	expect_in "$T/m" "$(samples_in sum "$T/m" meshlens_tcp_connections_closed_total)" \
+		meshlens_workload_tcp_connections_closed_total
+	expect_in "$T/m" "$(samples_in sum "$T/m" meshlens_tcp_sent_bytes_total)" \
+		meshlens_workload_tcp_sent_bytes_total
+	promtool check metrics <"$T/m"
+}
+
+@test "ip_pair_metrics false: no IP label anywhere; without --metadata no workload families" {
+	write_md wa wb
+	echo '{"ip_pair_metrics": false}' >"$T/c.json"
+	start_metrics_daemon -c "$T/c.json" --metadata "$T/md.json"
+	traffic connect 127.0.0.2 1 || true
+	traffic pairs 127.0.0.1 10:20
+	wait_metric 1 meshlens_workload_tcp_connections_closed_total $(wl outbound wb wa)
+	# the refused connect: the socket's own end by cgroup, the peer by 127.0.0.0/8
+	wait_metric 1 meshlens_workload_tcp_connections_failed_total \
+		'src_workload="wb"' 'dst_workload="wide"' 'dst_namespace="ns-wide"'
+	scrape_to "$T/m"
+	[ "$(grep -c '^meshlens_tcp_' "$T/m")" = 0 ]
+	! grep -qE '(src|dst)_ip=' "$T/m"
+	expect_in "$T/m" 3 meshlens_series 'set="workload"'
+	[ "$(samples_in count "$T/m" meshlens_series 'set="ip_pair"')" = 0 ]
+	stop_daemon
+
+	start_metrics_daemon
+	traffic pairs 127.0.0.1 10:20
+	wait_metric 1 meshlens_tcp_connections_closed_total 'direction="outbound"'
+	scrape_to "$T/m"
+	[ "$(grep -c '^# TYPE meshlens_workload_' "$T/m")" = 0 ]
+	[ "$(samples_in count "$T/m" meshlens_series)" = 1 ]
+	expect_in "$T/m" 10000 meshlens_series_limit 'set="ip_pair"'
+}

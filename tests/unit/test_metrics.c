@@ -105,6 +105,7 @@ static struct metrics *new_metrics(unsigned int max_series, unsigned int idle)
 {
 	struct metrics_config cfg = { .max_series = max_series,
 				      .series_idle_seconds = idle,
+				      .ip_pairs = true,
 				      .format_addr = accesslog_format_addr };
 	struct metrics *m = metrics_new(&cfg);
 
@@ -257,8 +258,8 @@ static void test_cap_folds_into_overflow(void **state)
 		metrics_record(m, &r);
 	}
 	metrics_stats(m, &st);
-	assert_int_equal(st.series, 2);
-	assert_int_equal(st.folded, 3);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 2);
+	assert_int_equal(st.folded[METRICS_IP_PAIR], 3);
 	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
 	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total",
 				"direction=\"outbound\",src_ip=\"other\",dst_ip=\"other\","
@@ -286,8 +287,8 @@ static void test_idle_series_dropped_unless_live(void **state)
 	metrics_record(m, &b);
 	metrics_live_end(m, 1000 + 2000000000ULL, true);
 	metrics_stats(m, &st);
-	assert_int_equal(st.series, 1); /* the open connection's series stays */
-	assert_int_equal(st.dropped, 1);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 1); /* the open connection's series stays */
+	assert_int_equal(st.dropped[METRICS_IP_PAIR], 1);
 	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), -1);
 	/* the pair comes back as a new series, from zero */
 	metrics_record(m, &a);
@@ -343,6 +344,201 @@ static void test_render_sorted_grouped_stable(void **state)
 	metrics_free(m);
 }
 
+/* ---- workload set ------------------------------------------------------------ */
+
+/* Names by the address's last byte: 1 = "server"/"web", 2..9 = "client<n>"
+ * (namespace "app", or none for 9); others unknown. gen 1 renames
+ * clients (a metadata reload). */
+static struct {
+	int calls, gen;
+	char buf[2][32];
+	const char *long_a, *long_b; /* when set: names for both ends */
+} who;
+
+static const char *name_of(uint8_t last, int side, const char **ns)
+{
+	*ns = NULL;
+	if (last == 1) {
+		*ns = "web";
+		return "server";
+	}
+	if (last < 2 || last > 9)
+		return NULL;
+	if (last != 9)
+		*ns = "app";
+	snprintf(who.buf[side], sizeof(who.buf[side]), "%s%u", who.gen ? "renamed" : "client",
+		 last);
+	return who.buf[side];
+}
+
+static void identify(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out)
+{
+	assert_ptr_equal(ctx, &who);
+	who.calls++;
+	if (who.long_a) {
+		out->src_workload = who.long_a;
+		out->dst_workload = who.long_b;
+		return;
+	}
+	out->src_workload = name_of(r->src_addr[15], 0, &out->src_namespace);
+	out->dst_workload = name_of(r->dst_addr[15], 1, &out->dst_namespace);
+}
+
+static struct metrics *new_workload_metrics(unsigned int max_series, unsigned int idle,
+					    bool ip_pairs)
+{
+	struct metrics_config cfg = { .max_series = max_series,
+				      .series_idle_seconds = idle,
+				      .ip_pairs = ip_pairs,
+				      .format_addr = accesslog_format_addr,
+				      .identify = identify,
+				      .identify_ctx = &who };
+	struct metrics *m = metrics_new(&cfg);
+
+	assert_non_null(m);
+	memset(&who, 0, sizeof(who));
+	return m;
+}
+
+#define WL(dir, src, srcns, dst, dstns)                                                  \
+	"direction=\"" dir "\",src_workload=\"" src "\",src_namespace=\"" srcns            \
+	"\",dst_workload=\"" dst "\",dst_namespace=\"" dstns "\""
+
+static void test_workload_series_named_once_per_connection(void **state)
+{
+	struct metrics *m = new_workload_metrics(100, 0, true);
+	struct tcp_probe_info r;
+
+	(void)state;
+	/* two clients of one workload pair: one series; the IP-pair set still has two */
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 1, 0, 0);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 1, 100, 10);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 1, 300, 30);
+	metrics_record(m, &r);
+	assert_int_equal(who.calls, 1); /* asked once, at the connection's first record */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, 2, 80, 2, 5, 7);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 10, 80, 3, 0, 0);
+	r.total_retrans = 2;
+	metrics_record(m, &r);
+	assert_int_equal(who.calls, 3);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_opened_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_sent_bytes_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 300);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_received_bytes_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 30);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_received_bytes_total",
+				WL("inbound", "client2", "app", "server", "web")),
+			 7);
+	/* unknown ends are "unknown", never an empty label */
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_failed_total",
+				WL("outbound", "unknown", "unknown", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_retransmits_total",
+				WL("outbound", "unknown", "unknown", "server", "web")),
+			 2);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	metrics_free(m);
+}
+
+static void test_workload_rename_never_splits_an_open_connection(void **state)
+{
+	struct metrics *m = new_workload_metrics(100, 0, false);
+	struct tcp_probe_info r;
+	struct metrics_stats st;
+
+	(void)state;
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 9, 80, 1, 0, 0);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 9, 80, 1, 40, 0);
+	metrics_record(m, &r);
+	who.gen = 1; /* the metadata file changed */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 9, 80, 1, 100, 0);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 9, 80, 2, 1, 0);
+	metrics_record(m, &r);
+	/* the open connection stayed whole under its first names */
+	assert_int_equal(sample(m, "meshlens_workload_tcp_sent_bytes_total",
+				WL("outbound", "client9", "unknown", "server", "web")),
+			 100);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "client9", "unknown", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_opened_total",
+				WL("outbound", "renamed9", "unknown", "server", "web")),
+			 1);
+	/* the IP-pair set is off: none of its families */
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), -1);
+	metrics_stats(m, &st);
+	assert_false(st.enabled[METRICS_IP_PAIR]);
+	assert_true(st.enabled[METRICS_WORKLOAD]);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 2);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 0);
+	metrics_free(m);
+}
+
+static void test_workload_names_are_not_concatenated(void **state)
+{
+	struct metrics *m = new_workload_metrics(100, 0, false);
+	struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 1, 1, 0);
+	struct metrics_stats st;
+
+	(void)state;
+	who.long_a = "ab";
+	who.long_b = "c";
+	metrics_record(m, &r);
+	who.long_a = "a";
+	who.long_b = "bc";
+	r.sock_cookie = 2;
+	metrics_record(m, &r);
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 2);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "a", "unknown", "bc", "unknown")),
+			 1);
+	metrics_free(m);
+}
+
+static void test_workload_cap_overflow_and_idle_drop(void **state)
+{
+	struct metrics *m = new_workload_metrics(2, 1, false);
+	struct metrics_stats st;
+
+	(void)state;
+	for (uint8_t c = 2; c < 7; c++) {
+		struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, c, 80, c, 10, 1);
+
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 2);
+	assert_int_equal(st.folded[METRICS_WORKLOAD], 3);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_sent_bytes_total",
+				WL("outbound", "other", "other", "other", "other")),
+			 30);
+	/* idle series go (their label text freed: ASan would see a leak) */
+	metrics_live_begin(m, true);
+	metrics_live_end(m, 1000 + 2000000000ULL, true);
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 0);
+	assert_int_equal(st.dropped[METRICS_WORKLOAD], 2);
+	{
+		struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, 3, 80, 9, 1, 1);
+
+		metrics_record(m, &r);
+	}
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("inbound", "client3", "app", "server", "web")),
+			 1);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -356,6 +552,10 @@ int main(void)
 		cmocka_unit_test(test_cap_folds_into_overflow),
 		cmocka_unit_test(test_idle_series_dropped_unless_live),
 		cmocka_unit_test(test_render_sorted_grouped_stable),
+		cmocka_unit_test(test_workload_series_named_once_per_connection),
+		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
+		cmocka_unit_test(test_workload_names_are_not_concatenated),
+		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
