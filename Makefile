@@ -50,7 +50,7 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 $(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BUILD)/meshlens.skel.h
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRCS) $(LDLIBS)
 
-$(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c | $(BUILD)
+$(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toolargs.h | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # unit tests: tests/unit/test_X.c linked with the module sources it tests

@@ -78,6 +78,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "toolargs.h"
+
 #define DEFAULT_MAX_SECONDS	60
 #define DEFAULT_HOLD_MS		2000
 #define DEFAULT_UDP_SIZE	64
@@ -171,46 +173,8 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
-static uint64_t parse_u64(const char *s, uint64_t min, uint64_t max, const char *what)
-{
-	char *end;
-	uint64_t v;
 
-	if (!*s || *s == '-' || *s == '+')
-		usage_error("bad %s '%s'", what, s);
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		usage_error("bad %s '%s' (want %" PRIu64 "..%" PRIu64 ")", what, s, min, max);
-	return v;
-}
 
-/* A numeric address and port as a sockaddr. */
-struct addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-};
-
-static void parse_addr(const char *s, unsigned int port, struct addr *a)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
-
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		a->len = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			usage_error("bad address '%s' (give IPv4 addresses dotted)", s);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		a->len = sizeof(*sin6);
-	} else {
-		usage_error("bad address '%s' (numeric IPv4/IPv6 only)", s);
-	}
-}
 
 static int family(const struct addr *a)
 {
@@ -312,8 +276,8 @@ static int mode_udp(int argc, char **argv)
 
 	if (argc != 4)
 		usage_error("udp needs SRC_ADDR DST_ADDR DPORT N");
-	parse_addr(argv[0], 0, &src);
-	parse_addr(argv[1], parse_u64(argv[2], 1, 65535, "port"), &dst);
+	parse_addr(argv[0], 0, false, &src);
+	parse_addr(argv[1], parse_u64(argv[2], 1, 65535, "port"), false, &dst);
 	n = parse_u64(argv[3], 0, MAX_PACKETS, "packet count");
 	if (family(&src) != family(&dst))
 		usage_error("udp: source '%s' and destination '%s' differ in family",
@@ -373,7 +337,7 @@ static int mode_icmp(int argc, char **argv, bool v6)
 
 	if (argc != 2)
 		usage_error("%s needs DST N", v6 ? "icmp6" : "icmp");
-	parse_addr(argv[0], 0, &dst);
+	parse_addr(argv[0], 0, false, &dst);
 	n = parse_u64(argv[1], 0, MAX_PACKETS, "packet count");
 	if (family(&dst) != (v6 ? AF_INET6 : AF_INET))
 		usage_error("%s: '%s' is not an %s address", v6 ? "icmp6" : "icmp", argv[0],
@@ -509,8 +473,8 @@ static int mode_sctp(int argc, char **argv)
 		usage_error("sctp needs SRC DST SPORT DPORT N");
 	sport = (unsigned int)parse_u64(argv[2], 1, 65535, "source port");
 	dport = (unsigned int)parse_u64(argv[3], 1, 65535, "destination port");
-	parse_addr(argv[0], sport, &src);
-	parse_addr(argv[1], 0, &dst);	/* raw sockets: sin_port must be 0 */
+	parse_addr(argv[0], sport, false, &src);
+	parse_addr(argv[1], 0, false, &dst);	/* raw sockets: sin_port must be 0 */
 	n = parse_u64(argv[4], 0, MAX_PACKETS, "packet count");
 	if (family(&src) != family(&dst))
 		usage_error("sctp: source '%s' and destination '%s' differ in family",
@@ -576,7 +540,7 @@ static int mode_listen(int argc, char **argv)
 
 	if (argc != 3)
 		usage_error("listen needs ADDR PORT BACKLOG");
-	parse_addr(argv[0], (unsigned int)parse_u64(argv[1], 0, 65535, "port"), &a);
+	parse_addr(argv[0], (unsigned int)parse_u64(argv[1], 0, 65535, "port"), false, &a);
 	backlog = (unsigned int)parse_u64(argv[2], 0, 65535, "backlog");
 
 	fd = socket(family(&a), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -626,7 +590,7 @@ static int mode_connect_flood(int argc, char **argv)
 
 	if (argc != 3)
 		usage_error("connect-flood needs ADDR PORT N");
-	parse_addr(argv[0], (unsigned int)parse_u64(argv[1], 1, 65535, "port"), &dst);
+	parse_addr(argv[0], (unsigned int)parse_u64(argv[1], 1, 65535, "port"), false, &dst);
 	n = parse_u64(argv[2], 1, MAX_FLOOD, "connection count");
 	want_fds(n);
 	fds = calloc(n, sizeof(*fds));

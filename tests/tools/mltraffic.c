@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "toolargs.h"
+
 #define IO_BUF_SIZE		(256 * 1024)
 #define MAX_BYTES		(1ULL << 40)	/* sanity limit for sizes */
 #define MAX_CONNS		10000000ULL
@@ -100,10 +102,6 @@ static bool in_server;
 static char alarm_msg[64];
 static size_t alarm_msg_len;
 
-struct addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-};
 
 /* What one end of a pairs connection did. */
 struct side_result {
@@ -191,22 +189,6 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
-/* Decimal unsigned integer in [min, max], or a usage error. */
-static uint64_t parse_u64(const char *s, uint64_t min, uint64_t max,
-			  const char *what)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		usage_error("bad %s '%s'", what, s);
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		usage_error("bad %s '%s' (want %" PRIu64 "..%" PRIu64 ")",
-			    what, s, min, max);
-	return v;
-}
 
 static bool is_v4mapped(const struct sockaddr_storage *ss)
 {
@@ -216,25 +198,6 @@ static bool is_v4mapped(const struct sockaddr_storage *ss)
 	       IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr);
 }
 
-/* Numeric address only: no name resolution, no default address. */
-static void parse_addr(const char *s, unsigned int port, struct addr *a)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
-
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		a->len = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		a->len = sizeof(*sin6);
-	} else {
-		usage_error("bad address '%s' (numeric IPv4/IPv6 only)", s);
-	}
-}
 
 /*
  * Format an address the way meshlens reports it: v4-mapped IPv6 addresses
@@ -612,7 +575,7 @@ static int run_pairs(const char *addr_arg, const struct conn_spec *specs,
 	bool all_ok = true;
 	int lfd;
 
-	parse_addr(addr_arg, 0, &listen_addr);
+	parse_addr(addr_arg, 0, true, &listen_addr);
 	lfd = listen_socket(&listen_addr, 0);
 	local_addr(lfd, &dst);
 	if (pipe2(report, O_CLOEXEC))
@@ -746,7 +709,7 @@ static int mode_connect(int argc, char **argv)
 
 	if (argc != 2)
 		usage_error("connect needs ADDR PORT");
-	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), &dst);
+	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), true, &dst);
 
 	fd = client_socket(&dst, false);
 	if (opt.timeout_ms) {
@@ -788,7 +751,7 @@ static int mode_serve(int argc, char **argv)
 
 	if (argc != 2)
 		usage_error("serve needs ADDR PORT");
-	parse_addr(argv[0], parse_u64(argv[1], 0, 65535, "port"), &a);
+	parse_addr(argv[0], parse_u64(argv[1], 0, 65535, "port"), true, &a);
 	lfd = listen_socket(&a, 0);
 
 	/* Readiness signal (and the port, if 0 was asked for); never quiet. */
@@ -828,7 +791,7 @@ static int mode_send(int argc, char **argv)
 
 	if (argc != 3)
 		usage_error("send needs ADDR PORT BYTES");
-	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), &dst);
+	parse_addr(argv[0], parse_u64(argv[1], 1, 65535, "port"), true, &dst);
 	bytes = parse_u64(argv[2], 0, MAX_BYTES, "byte count");
 
 	fd = client_socket(&dst, false);
@@ -923,7 +886,7 @@ static int mode_storm(int argc, char **argv)
 
 	if (argc != 2)
 		usage_error("storm needs ADDR N");
-	parse_addr(argv[0], 0, &listen_addr);
+	parse_addr(argv[0], 0, true, &listen_addr);
 	n = parse_u64(argv[1], 1, MAX_CONNS, "connection count");
 
 	lfd = listen_socket(&listen_addr, SOCK_NONBLOCK);
@@ -1213,7 +1176,7 @@ static int mode_hold(int argc, char **argv)
 
 	if (argc != 2)
 		usage_error("hold needs ADDR N");
-	parse_addr(argv[0], 0, &listen_addr);
+	parse_addr(argv[0], 0, true, &listen_addr);
 	n = parse_u64(argv[1], 1, MAX_CONNS, "connection count");
 	ports = opt.ports ? opt.ports
 			  : (n + HOLD_CONNS_PER_PORT - 1) / HOLD_CONNS_PER_PORT;
