@@ -26,7 +26,7 @@ endif
 
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c daemon/metadata.c cgroup/cgroup.c accesslog/accesslog.c \
 	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
-	       drops/diagnose.c
+	       drops/diagnose.c drops/byworkload.c
 BPF_SRCS    := bpf/meshlens.bpf.c
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
@@ -62,6 +62,7 @@ $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslo
 $(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
+$(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 

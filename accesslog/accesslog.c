@@ -381,6 +381,16 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 			jw_text(w, key, s);	\
 	} while (0)
 
+/* The workload keys of both ends, those that are known. */
+static void jw_workloads(struct jw *w, const struct accesslog_identity *id)
+{
+	jw_opt(w, "src_workload", id->src_workload);
+	jw_opt(w, "src_namespace", id->src_namespace);
+	jw_opt(w, "dst_workload", id->dst_workload);
+	jw_opt(w, "dst_namespace", id->dst_namespace);
+	jw_opt(w, "dst_service", id->dst_service);
+}
+
 int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 			const struct accesslog_identity *id, char *buf, size_t len)
 {
@@ -429,11 +439,7 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 	}
 	if (id) {
 		jw_opt(&w, "cgroup", id->cgroup);
-		jw_opt(&w, "src_workload", id->src_workload);
-		jw_opt(&w, "src_namespace", id->src_namespace);
-		jw_opt(&w, "dst_workload", id->dst_workload);
-		jw_opt(&w, "dst_namespace", id->dst_namespace);
-		jw_opt(&w, "dst_service", id->dst_service);
+		jw_workloads(&w, id);
 	}
 	jw_lit(&w, "}\n");
 	return jw_end(&w);
@@ -464,7 +470,8 @@ static void tcp_flags_text(uint8_t flags, char *buf)
 
 int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 			  const struct accesslog_drop_names *names,
-			  const struct accesslog_clock *clk, char *buf, size_t len)
+			  const struct accesslog_identity *id, const struct accesslog_clock *clk,
+			  char *buf, size_t len)
 {
 	char t[TIME_LEN + 1], addr[INET6_ADDRSTRLEN], flags[40];
 	const char *proto = ml_l4proto_name(k->l4proto);
@@ -507,6 +514,8 @@ int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val 
 	jw_num(&w, "netns", k->netns);
 	if (v->sock_cookie)
 		jw_num(&w, "sock_cookie", v->sock_cookie);
+	if (id)
+		jw_workloads(&w, id);
 	jw_lit(&w, "}\n");
 	return jw_end(&w);
 }

@@ -98,12 +98,14 @@ struct accesslog_drop_names {
 
 /*
  * One drop-log line: {"type":"drop",...} with the flow's drops since it
- * was last taken out of the kernel (packets, bytes, first/last time).
- * Returns the length, or -1 if buf is too small.
+ * was last taken out of the kernel (packets, bytes, first/last time);
+ * with id, the workload keys of the packet's ends ("src_workload", ...;
+ * id->cgroup is not used). Returns the length, or -1 if buf is too small.
  */
 int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 			  const struct accesslog_drop_names *names,
-			  const struct accesslog_clock *clk, char *buf, size_t len);
+			  const struct accesslog_identity *id, const struct accesslog_clock *clk,
+			  char *buf, size_t len);
 
 struct accesslog_sink;
 

@@ -41,6 +41,7 @@
 #include "../drops/diagnose.h"
 #include "../drops/drops.h"
 #include "../drops/reasons.h"
+#include "../drops/byworkload.h"
 #include "../metrics/expo.h"
 #include "../metrics/http.h"
 #include "../metrics/metrics.h"
@@ -61,6 +62,7 @@ struct ml_daemon {
 	struct expo expo;            /* render buffer, reused */
 	struct drop_reasons reasons; /* --drops: names, layers, selection */
 	struct diag_state *diag;     /* --drops: diagnosis figures as metrics */
+	struct drop_wl *drop_wl;     /* --drops with --metadata: drops by workload */
 	char *iter_buf;              /* live-iterator read buffer */
 	size_t iter_cap;
 	int epfd, tfd, sfd, rfd;     /* epoll, drain timer, signals, refresh timer */
@@ -155,17 +157,46 @@ static int drain(struct ml_daemon *d)
 	return total;
 }
 
-static void log_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml_flow_val *v,
-			  const struct drop_names *n)
+/*
+ * A flow's drops since the last pass: a drop-log line, and with
+ * --metadata, the workloads of its ends in the line and the local end's
+ * (ingress: the destination, egress: the source) drop counts.
+ */
+static void on_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml_flow_val *v,
+			 const struct drop_names *n)
 {
 	struct ml_daemon *d = ctx;
 	struct accesslog_drop_names names = { n->reason, n->layer, n->module };
+	struct accesslog_identity id = { 0 };
+	const struct ml_workload *src = NULL, *dst = NULL, *local;
 	char line[ACCESSLOG_LINE_MAX];
-	int len;
+	int len = -1;
 
+	if (d->pl.md && k->family) {
+		src = ml_metadata_by_addr(d->pl.md, k->src_addr);
+		dst = ml_metadata_by_addr(d->pl.md, k->dst_addr);
+	}
+	if (src) {
+		id.src_workload = src->workload;
+		id.src_namespace = src->namespace;
+	}
+	if (dst) {
+		id.dst_workload = dst->workload;
+		id.dst_namespace = dst->namespace;
+		id.dst_service = dst->service;
+	}
+	if (d->drop_wl) {
+		local = k->direction == ML_DROP_EGRESS ? src : dst;
+		drop_wl_add(d->drop_wl, local ? local->workload : NULL,
+			    local ? local->namespace : NULL, k->reason, k->direction, v->packets,
+			    v->bytes);
+	}
 	if (!d->pl.sink)
 		return;
-	len = accesslog_format_drop(k, v, &names, &d->pl.clk, line, sizeof(line));
+	if (d->pl.md)
+		len = accesslog_format_drop(k, v, &names, &id, &d->pl.clk, line, sizeof(line));
+	if (len < 0) /* names too long for a line: the flow still goes out */
+		len = accesslog_format_drop(k, v, &names, NULL, &d->pl.clk, line, sizeof(line));
 	if (len > 0)
 		accesslog_append(d->pl.sink, line, (size_t)len);
 }
@@ -230,47 +261,56 @@ static void refresh_live(struct ml_daemon *d)
 	close(fd);
 	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC), full);
 	if (d->bpf.drop_hook) {
-		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, log_drop_flow, d);
+		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, on_drop_flow, d);
 		if (d->pl.sink)
 			accesslog_flush(d->pl.sink);
 	}
 }
 
 /* Prometheus text for a scrape: everything, rendered on the loop thread. */
-/* The aggregation's own gauges and counters, by set of families. */
-static void render_series_stats(struct expo *e, const struct metrics_stats *st,
-				unsigned int limit)
+/* The aggregations' own gauges and counters, by set of families. */
+static void render_series_stats(struct ml_daemon *d, struct expo *e)
 {
-	static const struct {
-		const char *name, *type, *help;
-		size_t off; /* into struct metrics_stats; 0 (enabled[] sits there) = the limit */
-	} stats[] = {
-		{ "meshlens_series", "gauge",
-		  "Series held (overflow excluded), by set of families.",
-		  offsetof(struct metrics_stats, series) },
-		{ "meshlens_series_limit", "gauge",
-		  "Cap on series per set (max_series); new series beyond it fold into "
-		  "the overflow series.", 0 },
-		{ "meshlens_series_folded_total", "counter",
-		  "Records counted into an overflow series because the cap was reached.",
-		  offsetof(struct metrics_stats, folded) },
-		{ "meshlens_series_dropped_total", "counter",
-		  "Series dropped after series_idle_seconds without activity.",
-		  offsetof(struct metrics_stats, dropped) },
+	static const char *const names[] = { "meshlens_series", "meshlens_series_limit",
+					     "meshlens_series_folded_total",
+					     "meshlens_series_dropped_total" };
+	static const char *const helps[] = {
+		"Series held (overflow excluded), by set of families.",
+		"Cap on series per set (max_series); new series beyond it fold into the "
+		"overflow series.",
+		"Records (workload_drop: drop flows) counted into an overflow series because the "
+		"cap was reached.",
+		"Series dropped after series_idle_seconds without activity.",
 	};
+	struct {
+		const char *set;
+		uint64_t v[4]; /* series, limit, folded, dropped */
+	} rows[METRICS_SETS + 1];
+	struct metrics_stats st;
+	struct drop_wl_stats ds;
+	int n = 0;
 
-	for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
-		expo_family(e, stats[i].name, stats[i].type, stats[i].help);
-		for (int k = 0; k < METRICS_SETS; k++) {
-			const uint64_t *v = (const uint64_t *)((const char *)st + stats[i].off);
-
-			if (st->enabled[k])
-				expo_sample_u64(e, stats[i].name,
-						(const char *const[]){
-							"set", metrics_set_name(k), NULL },
-						stats[i].off ? v[k] : limit);
-		}
+	metrics_stats(d->pl.metrics, &st);
+	for (int k = 0; k < METRICS_SETS; k++)
+		if (st.enabled[k])
+			rows[n++] = (typeof(rows[0])){ metrics_set_name(k),
+						       { st.series[k], d->opt.max_series,
+							 st.folded[k], st.dropped[k] } };
+	if (d->drop_wl) {
+		drop_wl_stats(d->drop_wl, &ds);
+		rows[n++] = (typeof(rows[0])){ "workload_drop",
+					       { ds.series, d->opt.max_series, ds.folded, 0 } };
 	}
+	for (int i = 0; i < 4; i++) {
+		expo_family(e, names[i], i < 2 ? "gauge" : "counter", helps[i]);
+		for (int r = 0; r < n; r++)
+			expo_sample_u64(e, names[i],
+					(const char *const[]){ "set", rows[r].set, NULL },
+					rows[r].v[i]);
+	}
+	expo_family(e, "meshlens_tracked_connections", "gauge",
+		    "Open connections being tracked.");
+	expo_sample_u64(e, "meshlens_tracked_connections", NULL, st.connections);
 }
 
 static void render_metrics(struct ml_daemon *d)
@@ -282,7 +322,6 @@ static void render_metrics(struct ml_daemon *d)
 	int64_t t0 = ns_now(CLOCK_MONOTONIC);
 	struct expo *e = &d->expo;
 	struct ml_feature f[8];
-	struct metrics_stats st;
 	char *body;
 	int i, n;
 
@@ -327,13 +366,11 @@ static void render_metrics(struct ml_daemon *d)
 	metrics_render(d->pl.metrics, e);
 	if (d->bpf.drop_hook) {
 		drops_render(bpf_map__fd(d->bpf.skel->maps.drop_counts), d->ncpus, &d->reasons, e);
+		if (d->drop_wl)
+			drop_wl_render(d->drop_wl, &d->reasons, e);
 		diag_render(d->diag, e);
 	}
-	metrics_stats(d->pl.metrics, &st);
-	render_series_stats(e, &st, d->opt.max_series);
-	expo_family(e, "meshlens_tracked_connections", "gauge",
-		    "Open connections being tracked.");
-	expo_sample_u64(e, "meshlens_tracked_connections", NULL, st.connections);
+	render_series_stats(d, e);
 	expo_family(e, "meshlens_scrape_duration_seconds", "gauge",
 		    "Time spent rendering this scrape.");
 	expo_sample_f64(e, "meshlens_scrape_duration_seconds", NULL,
@@ -737,6 +774,7 @@ static void cleanup(struct ml_daemon *d)
 	metrics_free(d->pl.metrics);
 	drop_reasons_free(&d->reasons);
 	diag_free(d->diag);
+	drop_wl_free(d->drop_wl);
 	expo_free(&d->expo);
 	free(d->iter_buf);
 	if (d->pl.sink)
@@ -847,9 +885,13 @@ int main(int argc, char **argv)
 	if (d.bpf.drop_hook && !d.opt.probe) {
 		ret = drops_apply_filter(bpf_map__fd(d.bpf.skel->maps.drop_filter), &d.reasons);
 		d.diag = diag_new();
-		if (ret || !d.diag) {
+		if (d.opt.metadata && d.opt.workload_metrics)
+			d.drop_wl = drop_wl_new(d.opt.max_series);
+		if (!ret && (!d.diag || (d.opt.metadata && d.opt.workload_metrics && !d.drop_wl)))
+			ret = -ENOMEM;
+		if (ret) {
 			fprintf(stderr, "meshlens: setting up drop tracing: %s\n",
-				strerror(ret ? -ret : ENOMEM));
+				strerror(-ret));
 			ret = 1;
 			goto out;
 		}

@@ -14,7 +14,8 @@
  *               then the workload identity for accesslog_format_id():
  *               cgroup, src_workload, src_namespace, dst_workload,
  *               dst_namespace, dst_service (raw bytes, at most 63 each;
- *               empty = NULL; no pieces at all = no identity)
+ *               empty = NULL; no pieces at all = no identity), also given
+ *               to accesslog_format_drop() (which leaves cgroup out)
  *
  * and accesslog_json_string() runs on the whole raw input.
  *
@@ -439,6 +440,7 @@ struct drop_ctx {
 	const struct ml_flow_key *k;
 	const struct ml_flow_val *v;
 	const struct accesslog_drop_names *names;
+	const struct accesslog_identity *id;
 	const struct accesslog_clock *clk;
 };
 
@@ -446,7 +448,7 @@ static int fmt_drop(const void *ctx, char *buf, size_t len)
 {
 	const struct drop_ctx *c = ctx;
 
-	return accesslog_format_drop(c->k, c->v, c->names, c->clk, buf, len);
+	return accesslog_format_drop(c->k, c->v, c->names, c->id, c->clk, buf, len);
 }
 
 static bool plain_ascii(const char *s)
@@ -470,11 +472,11 @@ static void want_name(const cJSON *o, const char *key, const char *raw)
 
 static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 		       const struct accesslog_drop_names *names,
-		       const struct accesslog_clock *clk)
+		       const struct accesslog_identity *id, const struct accesslog_clock *clk)
 {
 	static const char *const flag_names[] = { "FIN", "SYN", "RST", "PSH",
 						  "ACK", "URG", "ECE", "CWR" };
-	struct drop_ctx ctx = { k, v, names, clk };
+	struct drop_ctx ctx = { k, v, names, id, clk };
 	bool plain = plain_ascii(names->reason) && plain_ascii(names->layer) &&
 		     plain_ascii(names->module);
 	const char *keys[32], *proto;
@@ -484,14 +486,17 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 	cJSON *o;
 	int n, nk = 0;
 
-	/* names as the daemon has them (BTF identifiers) must fit a daemon-sized line */
-	cap = plain ? ACCESSLOG_LINE_MAX : 4 * ACCESSLOG_LINE_MAX;
+	/* names as the daemon has them (BTF identifiers) must fit a daemon-sized
+	 * line; workload names (any bytes) may not: the daemon then writes the
+	 * line without them */
+	cap = plain && !id ? ACCESSLOG_LINE_MAX : 8 * ACCESSLOG_LINE_MAX;
 	line = malloc(cap);
 	if (!line)
 		return;
-	n = accesslog_format_drop(k, v, names, clk, line, cap);
+	n = accesslog_format_drop(k, v, names, id, clk, line, cap);
 	if (n <= 0)
-		die(plain ? "drop line did not fit ACCESSLOG_LINE_MAX" : "drop line did not fit",
+		die(cap == ACCESSLOG_LINE_MAX ? "drop line did not fit ACCESSLOG_LINE_MAX"
+					      : "drop line did not fit",
 		    NULL);
 	o = parse_line(line, n);
 
@@ -533,6 +538,9 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 	keys[nk++] = "netns";
 	if (v->sock_cookie)
 		keys[nk++] = "sock_cookie";
+	for (int i = 1; id && i < N_ID; i++) /* every identity key but cgroup */
+		if (id_value(id, i))
+			keys[nk++] = id_keys[i];
 	keys[nk] = NULL;
 	want_keys(o, keys);
 
@@ -578,6 +586,9 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 	want_num(line, o, "netns", k->netns);
 	if (v->sock_cookie)
 		want_num(line, o, "sock_cookie", v->sock_cookie);
+	for (int i = 1; id && i < N_ID; i++)
+		if (id_value(id, i))
+			want_name(o, id_keys[i], id_value(id, i));
 	cJSON_Delete(o);
 	check_exact_fit(fmt_drop, &ctx, line, n);
 	cur_line = NULL;
@@ -696,7 +707,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	id = (struct accesslog_identity){ idp[0], idp[1], idp[2], idp[3], idp[4], idp[5] };
 
 	check_record(&r, &clk, has_id ? &id : NULL);
-	check_drop(&k, &v, &names, &clk);
+	check_drop(&k, &v, &names, NULL, &clk);
+	if (has_id)
+		check_drop(&k, &v, &names, &id, &clk);
 	check_json_string((const char *)data, size);
 	return 0;
 }

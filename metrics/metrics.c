@@ -192,19 +192,12 @@ static uint8_t direction_of(const struct tcp_probe_info *r)
 	return r->direction == ML_DIR_INBOUND ? ML_DIR_INBOUND : ML_DIR_OUTBOUND;
 }
 
-/* FNV-1a over each name and its terminating NUL, so ("ab","c") != ("a","bc") */
 static uint64_t names_hash(const char *const v[WL_LABELS], uint8_t direction)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
+	uint64_t h = ML_HASH_INIT;
 
-	for (int i = 0; i < WL_LABELS; i++) {
-		const unsigned char *p = (const unsigned char *)v[i];
-
-		do {
-			h ^= *p;
-			h *= 0x100000001b3ULL;
-		} while (*p++);
-	}
+	for (int i = 0; i < WL_LABELS; i++)
+		h = ml_hash_str(h, v[i]);
 	return mix64(h ^ direction);
 }
 

@@ -30,6 +30,23 @@
 
 struct metrics;
 
+/*
+ * FNV-1a of s and its terminating NUL onto h (start with ML_HASH_INIT):
+ * a sequence of strings hashes without ambiguity ("ab","c" != "a","bc").
+ * Shared with the drop counts by workload.
+ */
+#define ML_HASH_INIT 0xcbf29ce484222325ULL
+static inline uint64_t ml_hash_str(uint64_t h, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	do {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	} while (*p++);
+	return h;
+}
+
 enum metrics_set {
 	METRICS_IP_PAIR,
 	METRICS_WORKLOAD,

@@ -382,6 +382,46 @@ teardown() {
 		and .module == "l3.netfilter" and .netns == '"$NS_INODE"
 }
 
+@test "--metadata: drops by the local end's workload (ingress: destination, egress: source) equal the rules' counts; drop lines name both ends" {
+	make_ns
+	ip -n "$NS" addr add 10.213.0.2/32 dev lo
+	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
+	in_ns iptables -A OUTPUT -p udp --dport 9998 -j DROP
+	cat >"$T/md.json" <<-EOF
+	{"workloads": [
+	  {"ips": ["10.213.0.1"], "workload": "srv-$$", "namespace": "drops", "service": "srv"},
+	  {"ips": ["10.213.0.2"], "workload": "cli-$$", "namespace": "drops"}
+	]}
+	EOF
+	start_drops_daemon --metadata "$T/md.json"
+	# to the server, dropped arriving; from the client, dropped leaving
+	pkt in udp 10.213.0.2 10.213.0.1 9999 13 --size 100 --interval-ms 20
+	pkt out udp 10.213.0.2 10.213.0.1 9998 7 --size 10 --interval-ms 20
+	in_pkts=$(rule_count iptables INPUT pkts) in_bytes=$(rule_count iptables INPUT bytes)
+	out_pkts=$(rule_count iptables OUTPUT pkts) out_bytes=$(rule_count iptables OUTPUT bytes)
+	echo "rules: INPUT $in_pkts/$in_bytes, OUTPUT $out_pkts/$out_bytes"
+	[ "$in_pkts" = 13 ] && [ "$out_pkts" = 7 ]
+	srv="workload=\"srv-$$\" namespace=\"drops\" reason=\"NETFILTER_DROP\" layer=\"l3\""
+	cli="workload=\"cli-$$\" namespace=\"drops\" reason=\"NETFILTER_DROP\" layer=\"l3\""
+	wait_metric "$in_pkts" meshlens_workload_drops_total $srv 'direction="ingress"'
+	wait_metric "$out_pkts" meshlens_workload_drops_total $cli 'direction="egress"'
+	scrape_to "$T/m"
+	expect_in "$T/m" "$in_bytes" meshlens_workload_drop_bytes_total $srv 'direction="ingress"'
+	expect_in "$T/m" "$out_bytes" meshlens_workload_drop_bytes_total $cli 'direction="egress"'
+	# nothing of this traffic under the other end
+	expect_in "$T/m" 0 meshlens_workload_drops_total $cli 'direction="ingress"'
+	expect_in "$T/m" 0 meshlens_workload_drops_total $srv 'direction="egress"'
+	[ "$(samples_in count "$T/m" meshlens_series 'set="workload_drop"')" = 1 ]
+	# the drop log: both ends named on every line of these flows
+	wait_drop_packets in "$FLOW" "$in_pkts"
+	wait_drop_packets out "$FLOW" "$out_pkts"
+	for f in in out; do
+		check_drops $f "$FLOW" '.src_workload == "cli-'"$$"'" and .src_namespace == "drops"
+			and .dst_workload == "srv-'"$$"'" and .dst_namespace == "drops"
+			and .dst_service == "srv" and (has("cgroup") | not)'
+	done
+}
+
 @test "TCP data segments dropped on the way out: the sending socket's record has drops equal to the rule's count" {
 	make_ns
 	port=8080

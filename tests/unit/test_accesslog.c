@@ -1873,7 +1873,7 @@ static void test_drop_line(void **state)
 	v.tcp_flags = 0x12; /* SYN|ACK */
 	v.tcp_state = 2;
 	v.sock_cookie = 99;
-	assert_true(accesslog_format_drop(&k, &v, &names, &clk, buf, sizeof(buf)) > 0);
+	assert_true(accesslog_format_drop(&k, &v, &names, NULL, &clk, buf, sizeof(buf)) > 0);
 	assert_non_null(strstr(buf, "{\"type\":\"drop\",\"time\":\"2023-11-14T22:13:20.000002Z\","));
 	j = cJSON_Parse(buf);
 	assert_non_null(j);
@@ -1899,7 +1899,7 @@ static void test_drop_line(void **state)
 	v.sock_cookie = 0;
 	memset(k.src_addr, 0, sizeof(k.src_addr));
 	k.src_addr[15] = 1;
-	assert_true(accesslog_format_drop(&k, &v, &names, &clk, buf, sizeof(buf)) > 0);
+	assert_true(accesslog_format_drop(&k, &v, &names, NULL, &clk, buf, sizeof(buf)) > 0);
 	j = cJSON_Parse(buf);
 	assert_non_null(j);
 	assert_string_equal(cJSON_GetObjectItem(j, "family")->valuestring, "ipv6");
@@ -1909,9 +1909,26 @@ static void test_drop_line(void **state)
 	assert_null(cJSON_GetObjectItem(j, "src_port"));
 	assert_null(cJSON_GetObjectItem(j, "tcp_flags"));
 	assert_null(cJSON_GetObjectItem(j, "sock_cookie"));
+	assert_null(cJSON_GetObjectItem(j, "src_workload"));
 	cJSON_Delete(j);
+	/* workload keys of the ends that are known, escaped; no cgroup key */
+	{
+		struct accesslog_identity id = { .cgroup = "not/used", .src_workload = "we\"b",
+						 .src_namespace = "shop", .dst_service = "db" };
+
+		assert_true(accesslog_format_drop(&k, &v, &names, &id, &clk, buf, sizeof(buf)) > 0);
+		j = cJSON_Parse(buf);
+		assert_non_null(j);
+		assert_string_equal(cJSON_GetObjectItem(j, "src_workload")->valuestring, "we\"b");
+		assert_string_equal(cJSON_GetObjectItem(j, "src_namespace")->valuestring, "shop");
+		assert_string_equal(cJSON_GetObjectItem(j, "dst_service")->valuestring, "db");
+		assert_null(cJSON_GetObjectItem(j, "dst_workload"));
+		assert_null(cJSON_GetObjectItem(j, "cgroup"));
+		assert_int_equal(cJSON_GetObjectItem(j, "packets")->valuedouble, 7);
+		cJSON_Delete(j);
+	}
 	/* too small a buffer: -1 */
-	assert_int_equal(accesslog_format_drop(&k, &v, &names, &clk, buf, 40), -1);
+	assert_int_equal(accesslog_format_drop(&k, &v, &names, NULL, &clk, buf, 40), -1);
 }
 
 int main(void)
