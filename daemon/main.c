@@ -264,10 +264,13 @@ static void refresh_live(struct ml_daemon *d)
 		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, on_drop_flow, d);
 		if (d->pl.sink)
 			accesslog_flush(d->pl.sink);
+		/* a new baseline for meshlens_diag_findings: what counters did
+		 * within the last full-pass period, not since boot */
+		if (full)
+			diag_run(d->diag, NULL, 0);
 	}
 }
 
-/* Prometheus text for a scrape: everything, rendered on the loop thread. */
 /* The aggregations' own gauges and counters, by set of families. */
 static void render_series_stats(struct ml_daemon *d, struct expo *e)
 {
@@ -313,6 +316,7 @@ static void render_series_stats(struct ml_daemon *d, struct expo *e)
 	expo_sample_u64(e, "meshlens_tracked_connections", NULL, st.connections);
 }
 
+/* Prometheus text for a scrape: everything, rendered on the loop thread. */
 static void render_metrics(struct ml_daemon *d)
 {
 	static const char *const sources[] = { [ML_REC_CONN_OPEN] = "conn_open",

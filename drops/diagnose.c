@@ -1178,7 +1178,8 @@ void diag_render(struct diag_state *s, struct expo *e)
 	render_conntrack(e, p);
 	expo_family(e, name, "gauge",
 		    "Drop diagnosis findings by severity, as meshlens --diagnose would report them "
-		    "now (counter increases relative to the last diagnosis run).");
+		    "now; counter increases count since the daemon's last baseline, taken every "
+		    "12 refresh intervals (60 s by default).");
 	for (int i = DIAG_PROBLEM; i >= DIAG_INFO; i--)
 		expo_sample_u64(e, name,
 				(const char *const[]){ "severity", severity_name[i], NULL },

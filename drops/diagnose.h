@@ -41,8 +41,10 @@ struct diag_state *diag_new(void);
 void diag_free(struct diag_state *s);
 
 /*
- * One pass over every source; fills up to max findings, most severe first.
- * Returns how many, or -errno when no source could be read at all.
+ * One pass over every source; fills up to max findings, most severe first,
+ * and makes this pass the baseline of the next (out may be NULL, max 0:
+ * the daemon takes baselines that way). Returns how many, or -errno when
+ * no source could be read at all.
  */
 int diag_run(struct diag_state *s, struct diag_finding *out, int max);
 
