@@ -523,3 +523,4 @@ int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
 }
 
 #include "drop.h"
+#include "retrans.h"

@@ -214,6 +214,18 @@ static inline const char *ml_l4proto_name(unsigned int l4proto)
 }
 #endif
 
+/*
+ * Per-CPU array `retrans_counts`: node-wide retransmitted TCP segments, one
+ * slot per (family, TCP state): IPv4 states first, then IPv6.
+ */
+#define ML_RTX_STATES 16
+#define ML_RTX_SLOTS (2 * ML_RTX_STATES)
+
+static inline __u32 ml_rtx_slot(__u16 family, __u32 state)
+{
+	return (family == 10 /* AF_INET6 */ ? ML_RTX_STATES : 0) + (state & (ML_RTX_STATES - 1));
+}
+
 /* Indexes of the per-CPU `counters` array map. */
 enum ml_counter {
 	ML_CNT_RECORDS = 0,      /* records submitted to the ringbuf */

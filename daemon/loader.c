@@ -67,8 +67,13 @@ static enum drop_hook tp_btf_variant(void)
 	return hook;
 }
 
+/*
+ * One attempt: fexit or its fallback; drops off or through the given hook;
+ * the node-wide retransmission counters through tp_btf or, where that is
+ * refused, the classic tracepoints.
+ */
 static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit,
-			 enum drop_hook drop)
+			 enum drop_hook drop, bool rtx_tp_btf)
 {
 	struct meshlens_bpf *skel = meshlens_bpf__open();
 	int err;
@@ -85,6 +90,10 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb, drop == DROP_TP_BTF);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_old, drop == DROP_TP_BTF_OLD);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_tp, drop == DROP_TRACEPOINT);
+	bpf_program__set_autoload(skel->progs.ml_rtx_skb, rtx_tp_btf);
+	bpf_program__set_autoload(skel->progs.ml_rtx_synack, rtx_tp_btf);
+	bpf_program__set_autoload(skel->progs.ml_rtx_skb_tp, !rtx_tp_btf);
+	bpf_program__set_autoload(skel->progs.ml_rtx_synack_tp, !rtx_tp_btf);
 	if (b->pin_dir[0]) {
 		struct bpf_map *maps[] = { skel->maps.sk_states, skel->maps.events,
 					   skel->maps.counters, skel->maps.drop_counts,
@@ -104,13 +113,17 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	b->skel = skel;
 	b->fexit = fexit;
 	b->drop_hook = drop_hook_name[drop];
+	b->rtx_hook = rtx_tp_btf ? "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack"
+				 : "tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack";
 	return 0;
 }
 
 int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const char *pin_dir,
 		char *err, size_t errlen)
 {
-	enum drop_hook drop = drops ? tp_btf_variant() : DROP_OFF;
+	/* as on a kernel that refuses tp_btf: the classic tracepoints (tests) */
+	bool classic = getenv("MESHLENS_CLASSIC_TRACEPOINTS") != NULL;
+	enum drop_hook drop = !drops ? DROP_OFF : classic ? DROP_TRACEPOINT : tp_btf_variant();
 	int ret;
 
 	memset(b, 0, sizeof(*b));
@@ -139,16 +152,17 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const 
 	}
 	libbpf_set_print(libbpf_print);
 	quiet_libbpf = true;
-	ret = open_and_load(b, ringbuf_bytes, true, drop);
+	ret = open_and_load(b, ringbuf_bytes, true, drop, !classic);
 	if (ret) {
 		b->fexit_err = -ret;
-		ret = open_and_load(b, ringbuf_bytes, false, drop);
+		ret = open_and_load(b, ringbuf_bytes, false, drop, !classic);
 	}
-	if (ret && drop != DROP_OFF && drop != DROP_TRACEPOINT)
-		ret = open_and_load(b, ringbuf_bytes, false, DROP_TRACEPOINT);
+	if (ret) /* tp_btf refused: the classic tracepoints */
+		ret = open_and_load(b, ringbuf_bytes, false,
+				    drop == DROP_OFF ? DROP_OFF : DROP_TRACEPOINT, false);
 	quiet_libbpf = false;
 	if (ret) /* once more, aloud, for the verifier's log */
-		ret = open_and_load(b, ringbuf_bytes, false, drop);
+		ret = open_and_load(b, ringbuf_bytes, false, drop, true);
 	if (ret && b->pin_dir[0] && !b->pin_dir_made)
 		snprintf(err, errlen,
 			 "loading BPF programs: %s (maps pinned under %s by another meshlens "
@@ -222,12 +236,14 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 					    s->progs.ml_connect6, s->progs.ml_sock_release };
 	struct bpf_program *fexit_progs[2] = { s->progs.ml_fexit_tcp_v4_connect,
 					       s->progs.ml_fexit_tcp_v6_connect };
+	struct bpf_program *rtx_progs[2] = { s->progs.ml_rtx_skb, s->progs.ml_rtx_synack };
+	struct bpf_program *rtx_tp_progs[2] = { s->progs.ml_rtx_skb_tp, s->progs.ml_rtx_synack_tp };
 	static const char *const cg_names[4] = { "sockops", "connect4", "connect6",
 						 "sock_release" };
 	int n_cg_progs = b->fexit ? 3 : 4;
 	int i, ret;
 
-	if (n_cg * n_cg_progs + 3 > ML_MAX_LINKS) {
+	if (n_cg * n_cg_progs + 5 > ML_MAX_LINKS) {
 		snprintf(err, errlen, "too many cgroups (%d)", n_cg);
 		return -E2BIG;
 	}
@@ -252,6 +268,19 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		if (!b->links[b->n_links]) {
 			ret = -errno;
 			snprintf(err, errlen, "attaching %s: %s", b->drop_hook, strerror(-ret));
+			goto fail;
+		}
+		b->n_links++;
+	}
+	for (i = 0; i < 2; i++) {
+		struct bpf_program *p = bpf_program__autoload(rtx_progs[i]) ? rtx_progs[i]
+									     : rtx_tp_progs[i];
+
+		b->links[b->n_links] = bpf_program__attach(p);
+		if (!b->links[b->n_links]) {
+			ret = -errno;
+			snprintf(err, errlen, "attaching %s: %s", bpf_program__section_name(p),
+				 strerror(-ret));
 			goto fail;
 		}
 		b->n_links++;
@@ -323,6 +352,7 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
 					       : "cgroup/sock_release",
 		  b->fexit ? NULL : refused, false },
+		{ "node-retransmits", b->rtx_hook, NULL, false },
 	};
 	int n = (int)(sizeof(all) / sizeof(all[0]));
 

@@ -22,6 +22,7 @@ struct ml_bpf {
 	bool fexit;               /* fexit programs loaded (trampolines allowed) */
 	int fexit_err;            /* errno that refused them, when !fexit */
 	const char *drop_hook;    /* program serving --drops, NULL when off */
+	const char *rtx_hook;     /* programs counting the node's TCP retransmissions */
 	char pin_dir[256];        /* bpffs directory of pinned maps and links; "" = none */
 	bool pin_dir_made;        /* created by this process: removed again on failure */
 	struct bpf_link *links[ML_MAX_LINKS];

@@ -271,6 +271,39 @@ static void refresh_live(struct ml_daemon *d)
 	}
 }
 
+/*
+ * meshlens_node_tcp_retransmits_total{family,state}: every socket of the
+ * node, from the per-CPU slots the tracepoint programs count into. The
+ * TCP states proper (ESTABLISHED 1 .. CLOSING 11) are always there, from
+ * 0, so rate() has a start; other slots once they counted something.
+ */
+static void render_node_retrans(struct ml_daemon *d, struct expo *e)
+{
+	static const char name[] = "meshlens_node_tcp_retransmits_total";
+	int fd = bpf_map__fd(d->bpf.skel->maps.retrans_counts);
+	__u64 vals[d->ncpus];
+
+	expo_family(e, name, "counter",
+		    "TCP segments retransmitted by every socket of the node (all network "
+		    "namespaces), sent without error (TcpRetransSegs - TCPRetransFail), by "
+		    "family and socket state (SYN_SENT: SYN, SYN_RECV: SYN-ACK).");
+	for (__u32 slot = 0; slot < ML_RTX_SLOTS; slot++) {
+		uint64_t sum = 0;
+
+		if (bpf_map_lookup_elem(fd, &slot, vals))
+			continue;
+		for (int c = 0; c < d->ncpus; c++)
+			sum += vals[c];
+		if (sum || (slot % ML_RTX_STATES >= 1 && slot % ML_RTX_STATES <= 11))
+			expo_sample_u64(e, name,
+					(const char *const[]){
+						"family", slot < ML_RTX_STATES ? "ipv4" : "ipv6",
+						"state",
+						accesslog_state_name(slot % ML_RTX_STATES), NULL },
+					sum);
+	}
+}
+
 /* The aggregations' own gauges and counters, by set of families. */
 static void render_series_stats(struct ml_daemon *d, struct expo *e)
 {
@@ -368,6 +401,7 @@ static void render_metrics(struct ml_daemon *d)
 				(const char *const[]){ "source", "drop_flows", NULL },
 				kernel_counter(d, ML_CNT_FLOWS_FULL));
 	metrics_render(d->pl.metrics, e);
+	render_node_retrans(d, e);
 	if (d->bpf.drop_hook) {
 		drops_render(bpf_map__fd(d->bpf.skel->maps.drop_counts), d->ncpus, &d->reasons, e);
 		if (d->drop_wl)

@@ -235,13 +235,17 @@ teardown() {
 
 # --- drops by reason, against the kernel's own counters ---------------------------
 
-@test "iptables DROP of UDP (ingress): NETFILTER_DROP packets and bytes equal the rule's counters; the drop log has the flow" {
+# check_netfilter_ingress HOOK: iptables INPUT drops 17 datagrams; with the
+# drop program on HOOK, metrics and drop log match the rule's counters
+check_netfilter_ingress() {
+	local hook=$1
 	make_ns
 	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
 	start_drops_daemon
-	# with --drops the daemon holds the kfree_skb program
+	# with --drops the daemon holds the kfree_skb program, on that hook
 	prog_names_of "$DAEMON_PID" >"$T/progs"
 	grep -q '^ml_kfree' "$T/progs" || { echo "daemon programs:" >&2; cat "$T/progs" >&2; false; }
+	[ "$(metric meshlens_hook_info 'feature="packet-drops"' "hook=\"$hook\"")" = 1 ]
 	lbl='reason="NETFILTER_DROP" protocol="udp" direction="ingress"'
 	scrape_to "$T/m0"
 	# 17 datagrams over ~0.5 s: they span several 200 ms drop-log intervals
@@ -269,6 +273,15 @@ teardown() {
 	# --list agrees on the reason's layer and module
 	[ "$(list_field NETFILTER_DROP 2)" = l3 ]
 	[ "$(list_field NETFILTER_DROP 3)" = l3.netfilter ]
+}
+
+@test "iptables DROP of UDP (ingress): NETFILTER_DROP packets and bytes equal the rule's counters; the drop log has the flow" {
+	check_netfilter_ingress tp_btf/kfree_skb
+}
+
+@test "the classic tracepoint/skb/kfree_skb (where tp_btf is refused): the same exact counts and flows" {
+	export MESHLENS_CLASSIC_TRACEPOINTS=1
+	check_netfilter_ingress tracepoint/skb/kfree_skb
 }
 
 @test "UDP to a closed port: NO_SOCKET, as many as the namespace's Udp NoPorts grew" {

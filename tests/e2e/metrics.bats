@@ -293,6 +293,75 @@ teardown() {
 
 # --- self metrics --------------------------------------------------------------
 
+# check_node_retrans HOOK: with the daemon's retransmission programs on HOOK,
+# meshlens_node_tcp_retransmits_total grows exactly as the kernel's own
+# counters of every namespace, for traffic outside the observed cgroup
+check_node_retrans() {
+	local hook=$1
+	ns=mlrtx$$; NETNS+=("$ns")
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	ip -n "$ns" addr add 10.213.0.1/32 dev lo
+	# sent retransmissions of one namespace ("" = the host's)
+	sent() {
+		${1:+ip netns exec "$1"} nstat -az TcpRetransSegs TcpExtTCPRetransFail |
+			awk '$1 == "TcpRetransSegs" { s += $2 } $1 == "TcpExtTCPRetransFail" { s -= $2 } END { print s }'
+	}
+	# "kernel meshlens" at one instant: retry until neither namespace moved around the scrape
+	both() {
+		local a b m
+		for _ in $(seq 20); do
+			a=$(($(sent) + $(sent "$ns")))
+			m=$(metric meshlens_node_tcp_retransmits_total) || return 1
+			b=$(($(sent) + $(sent "$ns")))
+			[ "$a" = "$b" ] && { echo "$a $m"; return 0; }
+		done
+		return 1
+	}
+	[ "$(lsns -n -t net | wc -l)" = 1 ] # only the host's namespace besides ours: the sum is over all
+	start_metrics_daemon
+	read -r k0 m0 < <(both)
+	# dropped arriving: the retransmission is sent; dropped leaving: it fails (TCPRetransFail)
+	ip netns exec "$ns" iptables -A INPUT -p tcp -m statistic --mode random --probability 0.1 -j DROP
+	ip netns exec "$ns" iptables -A OUTPUT -p tcp -m statistic --mode random --probability 0.05 -j DROP
+	# outside the observed cgroup: the node-wide counters see every socket
+	ip netns exec "$ns" "$MLTRAFFIC" --max-seconds 20 many 10.213.0.1 30 --base-bytes 20000 \
+		>"$T/truth.json" &
+	tool=$!
+	for _ in $(seq 30); do kill -0 "$tool" 2>/dev/null || break; sleep 0.1; done
+	ip netns exec "$ns" iptables -F INPUT
+	ip netns exec "$ns" iptables -F OUTPUT
+	wait "$tool"
+	for _ in $(seq 100); do
+		[ -z "$(ip netns exec "$ns" ss -Htan exclude time-wait exclude listening)" ] && break
+		sleep 0.1
+	done
+	read -r k1 m1 < <(both)
+	fails=$(ip netns exec "$ns" nstat -az TcpExtTCPRetransFail | awk '$1 == "TcpExtTCPRetransFail" { print $2 }')
+	echo "kernel: $k0 -> $k1, meshlens: $m0 -> $m1; failed retransmissions in the namespace: $fails"
+	[ $((k1 - k0)) -gt 0 ]
+	[ $((m1 - m0)) = $((k1 - k0)) ]
+	# by state (SYN_SENT: SYNs; data and FINs in whatever state the socket was in);
+	# the 11 TCP states of both families always there
+	scrape_to "$T/m"
+	grep "^meshlens_node_tcp_retransmits_total" "$T/m" | grep -v ' 0$'
+	[ "$(samples_in count "$T/m" meshlens_node_tcp_retransmits_total)" -ge 22 ]
+	[ -z "$(grep '^meshlens_node_tcp_retransmits_total' "$T/m" |
+		grep -vE 'family="ipv[46]",state="(ESTABLISHED|SYN_SENT|SYN_RECV|FIN_WAIT1|FIN_WAIT2|TIME_WAIT|CLOSE|CLOSE_WAIT|LAST_ACK|LISTEN|CLOSING)"')" ]
+	# none of these sockets was in the observed cgroup: no per-connection retransmits
+	expect_in "$T/m" 0 meshlens_tcp_retransmits_total
+	grep -q "^meshlens_hook_info{feature=\"node-retransmits\",hook=\"$hook\"} 1\$" "$T/m"
+}
+
+@test "node-wide retransmissions (tp_btf, every socket): equal TcpRetransSegs - TCPRetransFail over every network namespace" {
+	check_node_retrans tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack
+}
+
+@test "node-wide retransmissions through the classic tracepoints (where tp_btf is refused): the same exact counts" {
+	export MESHLENS_CLASSIC_TRACEPOINTS=1
+	check_node_retrans tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack
+}
+
 @test "self metrics: events, lost events, hook per feature, build info, series, scrape duration" {
 	start_metrics_daemon
 	traffic many 127.0.0.1 5
