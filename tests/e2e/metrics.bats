@@ -217,15 +217,16 @@ teardown() {
 	expect_in "$T/m" 2 meshlens_tcp_connections_opened_total
 }
 
-@test "bytes of an open connection advance while it is open, exact after close (no double count)" {
+@test "bytes of an open connection advance while it is open, exact after close (no double count), past 4 GiB (no 32-bit wrap)" {
 	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
 	start_metrics_daemon -c "$T/c.json"
-	c=5000000 s=7000000
-	traffic_bg pairs 127.0.0.1 "$c:$s" --hold-ms 3000
+	# the client sends more than 2^32 bytes (1.5 s on loopback here)
+	c=4400000000 s=7000000
+	traffic_bg pairs 127.0.0.1 "$c:$s" --hold-ms 4000
 	out='direction="outbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	in='direction="inbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	seen=""
-	for _ in $(seq 25); do
+	for _ in $(seq 60); do
 		if scrape_to "$T/m" &&
 		   [ "$(samples_in sum "$T/m" meshlens_tcp_sent_bytes_total $out)" = "$c" ] &&
 		   [ "$(samples_in sum "$T/m" meshlens_tcp_received_bytes_total $out)" = "$s" ] &&
@@ -253,6 +254,11 @@ teardown() {
 	expect_in "$T/m" "$(truth_sum server_received)" meshlens_tcp_received_bytes_total $i
 	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total 'direction="outbound"'
 	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total 'direction="inbound"'
+	[ "$(truth_sum client_sent)" = "$c" ]
+	# and the access-log records of both ends, to the byte
+	wait_records 2
+	check_conns
+	[ "$(jq -s 'map(select(.direction == "outbound"))[0].sent_bytes' "$T/access.log")" = "$c" ]
 }
 
 @test "retransmissions (random drops in a test namespace) equal the namespace's TcpRetransSegs" {
