@@ -9,10 +9,10 @@
  * on retransmissions, so the cost is nothing per packet.
  *
  * What counts: segments handed to the IP layer without error, which is
- * TcpRetransSegs minus TcpExtTCPRetransFail. Since 6.13 tcp_retransmit_skb
- * also fires for attempts that failed (err != 0), some before the kernel
- * counted them (-EBUSY: the original still in a host queue), some after
- * (e.g. a netfilter OUTPUT drop); only err == 0 is a segment sent.
+ * TcpRetransSegs minus TcpExtTCPRetransFail. Where tcp_retransmit_skb has
+ * an err argument it also fires for attempts that failed, some before the
+ * kernel counted them (-EBUSY: the original still in a host queue), some
+ * after (e.g. a netfilter OUTPUT drop); only err == 0 is a segment sent.
  */
 #ifndef MESHLENS_BPF_RETRANS_H
 #define MESHLENS_BPF_RETRANS_H
@@ -42,12 +42,23 @@ static __always_inline __u32 ml_skb_pcount(const struct sk_buff *skb)
 	return segs ? segs : 1;
 }
 
+/* Recent kernels (6.18 here) give the tracepoint an err argument and fire
+ * it for failed attempts too: only err == 0 is a segment sent. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(ml_rtx_skb, const struct sock *sk, const struct sk_buff *skb, int err)
 {
 	if (!err)
 		ml_count_rtx(sk->__sk_common.skc_family, sk->__sk_common.skc_state,
 			     ml_skb_pcount(skb));
+	return 0;
+}
+
+/* Before: (sk, skb), fired only for segments sent. A tp_btf program may not
+ * read an argument the tracepoint lacks: the loader picks one by BTF. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(ml_rtx_skb_old, const struct sock *sk, const struct sk_buff *skb)
+{
+	ml_count_rtx(sk->__sk_common.skc_family, sk->__sk_common.skc_state, ml_skb_pcount(skb));
 	return 0;
 }
 
@@ -60,25 +71,48 @@ int BPF_PROG(ml_rtx_synack, const struct sock *sk, const struct request_sock *re
 	return 0;
 }
 
-/* Fallbacks where tp_btf is refused: the classic tracepoints. */
+/*
+ * Fallbacks where tp_btf is refused: the classic tracepoints. Their record
+ * layout changed (tcp_event_sk_skb, then its own event with err; family
+ * only since 5.16), but it has always begun with the common header, then
+ * skbaddr and skaddr: read those at fixed offsets, the rest from the
+ * socket, and err through CO-RE where the layout has it.
+ */
+struct ml_tp_sk_skb {
+	__u64 common;
+	const struct sk_buff *skbaddr;
+	const struct sock *skaddr;
+};
+
+struct ml_tp_synack {
+	__u64 common;
+	const struct sock *skaddr;
+	const void *req;
+};
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
-int ml_rtx_skb_tp(struct trace_event_raw_tcp_retransmit_skb *ctx)
+int ml_rtx_skb_tp(void *ctx)
 {
-	const struct sk_buff *skb = ctx->skbaddr;
+	const struct ml_tp_sk_skb *tp = ctx;
+	struct trace_event_raw_tcp_retransmit_skb *with_err = ctx;
+	const struct sock *sk = tp->skaddr;
 	int err = 0;
 
-	/* before 6.13 there is no err: the tracepoint fired only on success */
-	if (bpf_core_field_exists(ctx->err))
-		err = BPF_CORE_READ(ctx, err);
+	if (bpf_core_field_exists(with_err->err))
+		err = with_err->err;
 	if (!err)
-		ml_count_rtx(ctx->family, (__u32)ctx->state, ml_skb_pcount(skb));
+		ml_count_rtx(BPF_CORE_READ(sk, __sk_common.skc_family),
+			     BPF_CORE_READ(sk, __sk_common.skc_state), ml_skb_pcount(tp->skbaddr));
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_synack")
-int ml_rtx_synack_tp(struct trace_event_raw_tcp_retransmit_synack *ctx)
+int ml_rtx_synack_tp(void *ctx)
 {
-	ml_count_rtx(ctx->family, TCP_SYN_RECV, 1);
+	const struct ml_tp_synack *tp = ctx;
+	const struct sock *sk = tp->skaddr; /* a plain load: no CO-RE on our own struct */
+
+	ml_count_rtx(BPF_CORE_READ(sk, __sk_common.skc_family), TCP_SYN_RECV, 1);
 	return 0;
 }
 

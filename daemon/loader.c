@@ -40,40 +40,43 @@ static const char *const drop_hook_name[] = {
 	[DROP_TRACEPOINT] = "tracepoint/skb/kfree_skb",
 };
 
+enum rtx_hook { RTX_OFF, RTX_TP_BTF, RTX_TP_BTF_OLD, RTX_TRACEPOINT };
+
+static const char *const rtx_hook_name[] = {
+	[RTX_TP_BTF] = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
+	[RTX_TP_BTF_OLD] = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
+	[RTX_TRACEPOINT] = "tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack",
+};
+
 /*
- * kfree_skb gained its rx_sk argument in 6.11; a tp_btf program may not
- * read arguments the tracepoint does not have, so pick the program by the
- * prototype in this kernel's BTF (the typedef btf_trace_kfree_skb points to
- * it; its first parameter is the tracepoint's own context).
+ * Parameters of tracepoint name's prototype in this kernel's BTF (the
+ * typedef btf_trace_<name> points to it; the first parameter is the
+ * tracepoint's own context), or -1 when there is none. A tp_btf program
+ * may not read arguments the tracepoint does not have, and tracepoints
+ * gain some: kfree_skb its rx_sk in 6.11, tcp_retransmit_skb an err later.
  */
-static enum drop_hook tp_btf_variant(void)
+static int tp_btf_params(const struct btf *btf, const char *name)
 {
-	struct btf *btf = btf__load_vmlinux_btf();
-	enum drop_hook hook = DROP_TP_BTF_OLD;
+	char typedef_name[96];
 	const struct btf_type *t;
 	int id;
 
 	if (!btf)
-		return DROP_TRACEPOINT;
-	id = btf__find_by_name_kind(btf, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+		return -1;
+	snprintf(typedef_name, sizeof(typedef_name), "btf_trace_%s", name);
+	id = btf__find_by_name_kind(btf, typedef_name, BTF_KIND_TYPEDEF);
 	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
 	t = t ? btf__type_by_id(btf, t->type) : NULL; /* pointer */
 	t = t && btf_is_ptr(t) ? btf__type_by_id(btf, t->type) : NULL;
-	if (!t || !btf_is_func_proto(t))
-		hook = DROP_TRACEPOINT;
-	else if (btf_vlen(t) >= 5)
-		hook = DROP_TP_BTF;
-	btf__free(btf);
-	return hook;
+	return t && btf_is_func_proto(t) ? btf_vlen(t) : -1;
 }
 
 /*
  * One attempt: fexit or its fallback; drops off or through the given hook;
- * the node-wide retransmission counters through tp_btf or, where that is
- * refused, the classic tracepoints.
+ * the node-wide retransmission counters through the given hook, or off.
  */
 static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit,
-			 enum drop_hook drop, bool rtx_tp_btf)
+			 enum drop_hook drop, enum rtx_hook rtx)
 {
 	struct meshlens_bpf *skel = meshlens_bpf__open();
 	int err;
@@ -90,10 +93,12 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb, drop == DROP_TP_BTF);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_old, drop == DROP_TP_BTF_OLD);
 	bpf_program__set_autoload(skel->progs.ml_kfree_skb_tp, drop == DROP_TRACEPOINT);
-	bpf_program__set_autoload(skel->progs.ml_rtx_skb, rtx_tp_btf);
-	bpf_program__set_autoload(skel->progs.ml_rtx_synack, rtx_tp_btf);
-	bpf_program__set_autoload(skel->progs.ml_rtx_skb_tp, !rtx_tp_btf);
-	bpf_program__set_autoload(skel->progs.ml_rtx_synack_tp, !rtx_tp_btf);
+	bpf_program__set_autoload(skel->progs.ml_rtx_skb, rtx == RTX_TP_BTF);
+	bpf_program__set_autoload(skel->progs.ml_rtx_skb_old, rtx == RTX_TP_BTF_OLD);
+	bpf_program__set_autoload(skel->progs.ml_rtx_synack,
+				  rtx == RTX_TP_BTF || rtx == RTX_TP_BTF_OLD);
+	bpf_program__set_autoload(skel->progs.ml_rtx_skb_tp, rtx == RTX_TRACEPOINT);
+	bpf_program__set_autoload(skel->progs.ml_rtx_synack_tp, rtx == RTX_TRACEPOINT);
 	if (b->pin_dir[0]) {
 		struct bpf_map *maps[] = { skel->maps.sk_states, skel->maps.events,
 					   skel->maps.counters, skel->maps.drop_counts,
@@ -113,8 +118,7 @@ static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexi
 	b->skel = skel;
 	b->fexit = fexit;
 	b->drop_hook = drop_hook_name[drop];
-	b->rtx_hook = rtx_tp_btf ? "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack"
-				 : "tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack";
+	b->rtx_hook = rtx_hook_name[rtx];
 	return 0;
 }
 
@@ -123,8 +127,20 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const 
 {
 	/* as on a kernel that refuses tp_btf: the classic tracepoints (tests) */
 	bool classic = getenv("MESHLENS_CLASSIC_TRACEPOINTS") != NULL;
-	enum drop_hook drop = !drops ? DROP_OFF : classic ? DROP_TRACEPOINT : tp_btf_variant();
+	struct btf *btf = classic ? NULL : btf__load_vmlinux_btf();
+	int kfree_params = tp_btf_params(btf, "kfree_skb");
+	int rtx_params = tp_btf_params(btf, "tcp_retransmit_skb");
+	enum drop_hook drop = !drops		 ? DROP_OFF
+			      : kfree_params < 0 ? DROP_TRACEPOINT
+			      : kfree_params >= 5 ? DROP_TP_BTF
+						  : DROP_TP_BTF_OLD;
+	enum drop_hook drop_tp = drops ? DROP_TRACEPOINT : DROP_OFF;
+	enum rtx_hook rtx = rtx_params < 0  ? RTX_TRACEPOINT
+			    : rtx_params >= 4 ? RTX_TP_BTF
+					      : RTX_TP_BTF_OLD;
 	int ret;
+
+	btf__free(btf);
 
 	memset(b, 0, sizeof(*b));
 	if (pin_dir) {
@@ -152,17 +168,18 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const 
 	}
 	libbpf_set_print(libbpf_print);
 	quiet_libbpf = true;
-	ret = open_and_load(b, ringbuf_bytes, true, drop, !classic);
+	ret = open_and_load(b, ringbuf_bytes, true, drop, rtx);
 	if (ret) {
 		b->fexit_err = -ret;
-		ret = open_and_load(b, ringbuf_bytes, false, drop, !classic);
+		ret = open_and_load(b, ringbuf_bytes, false, drop, rtx);
 	}
 	if (ret) /* tp_btf refused: the classic tracepoints */
-		ret = open_and_load(b, ringbuf_bytes, false,
-				    drop == DROP_OFF ? DROP_OFF : DROP_TRACEPOINT, false);
+		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_TRACEPOINT);
+	if (ret) /* the node-wide retransmissions are optional: go without */
+		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_OFF);
 	quiet_libbpf = false;
-	if (ret) /* once more, aloud, for the verifier's log */
-		ret = open_and_load(b, ringbuf_bytes, false, drop, true);
+	if (ret) /* the last attempt once more, aloud, for the verifier's log */
+		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_OFF);
 	if (ret && b->pin_dir[0] && !b->pin_dir_made)
 		snprintf(err, errlen,
 			 "loading BPF programs: %s (maps pinned under %s by another meshlens "
@@ -236,8 +253,14 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 					    s->progs.ml_connect6, s->progs.ml_sock_release };
 	struct bpf_program *fexit_progs[2] = { s->progs.ml_fexit_tcp_v4_connect,
 					       s->progs.ml_fexit_tcp_v6_connect };
-	struct bpf_program *rtx_progs[2] = { s->progs.ml_rtx_skb, s->progs.ml_rtx_synack };
-	struct bpf_program *rtx_tp_progs[2] = { s->progs.ml_rtx_skb_tp, s->progs.ml_rtx_synack_tp };
+	/* whichever variant loaded, skb first, then synack */
+	struct bpf_program *rtx_progs[2] = {
+		bpf_program__autoload(s->progs.ml_rtx_skb_tp) ? s->progs.ml_rtx_skb_tp
+		: bpf_program__autoload(s->progs.ml_rtx_skb_old) ? s->progs.ml_rtx_skb_old
+								 : s->progs.ml_rtx_skb,
+		bpf_program__autoload(s->progs.ml_rtx_synack_tp) ? s->progs.ml_rtx_synack_tp
+								 : s->progs.ml_rtx_synack,
+	};
 	static const char *const cg_names[4] = { "sockops", "connect4", "connect6",
 						 "sock_release" };
 	int n_cg_progs = b->fexit ? 3 : 4;
@@ -272,16 +295,16 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		}
 		b->n_links++;
 	}
-	for (i = 0; i < 2; i++) {
-		struct bpf_program *p = bpf_program__autoload(rtx_progs[i]) ? rtx_progs[i]
-									     : rtx_tp_progs[i];
-
-		b->links[b->n_links] = bpf_program__attach(p);
+	/* optional: a refused attach leaves the feature off, said by --probe
+	 * and meshlens_hook_info, not the daemon down */
+	for (i = 0; b->rtx_hook && i < 2; i++) {
+		b->links[b->n_links] = bpf_program__attach(rtx_progs[i]);
 		if (!b->links[b->n_links]) {
-			ret = -errno;
-			snprintf(err, errlen, "attaching %s: %s", bpf_program__section_name(p),
-				 strerror(-ret));
-			goto fail;
+			b->rtx_err = errno;
+			b->rtx_hook = NULL;
+			while (i-- > 0) /* the ones of this feature attached so far */
+				bpf_link__destroy(b->links[--b->n_links]);
+			break;
 		}
 		b->n_links++;
 	}
@@ -342,7 +365,7 @@ void ml_bpf_destroy(struct ml_bpf *b)
 
 int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 {
-	static char refused[128];
+	static char refused[128], rtx_refused[128];
 	const struct ml_feature all[] = {
 		{ "connections", "sockops", NULL, false },
 		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL, false },
@@ -352,12 +375,15 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
 					       : "cgroup/sock_release",
 		  b->fexit ? NULL : refused, false },
-		{ "node-retransmits", b->rtx_hook, NULL, false },
+		{ "node-retransmits", b->rtx_hook ? b->rtx_hook : "tp_btf/tcp_retransmit_skb",
+		  b->rtx_hook ? NULL : rtx_refused, !b->rtx_hook },
 	};
 	int n = (int)(sizeof(all) / sizeof(all[0]));
 
 	snprintf(refused, sizeof(refused), "fexit/tcp_v4_connect refused: %s",
 		 strerror(b->fexit_err));
+	snprintf(rtx_refused, sizeof(rtx_refused), "refused: %s",
+		 b->rtx_err ? strerror(b->rtx_err) : "no variant of the programs loads here");
 	if (n > max)
 		n = max;
 	memcpy(out, all, (size_t)n * sizeof(*out));

@@ -22,7 +22,9 @@ struct ml_bpf {
 	bool fexit;               /* fexit programs loaded (trampolines allowed) */
 	int fexit_err;            /* errno that refused them, when !fexit */
 	const char *drop_hook;    /* program serving --drops, NULL when off */
-	const char *rtx_hook;     /* programs counting the node's TCP retransmissions */
+	const char *rtx_hook;     /* programs counting the node's TCP retransmissions;
+				   * NULL when none loads or attaches here (optional) */
+	int rtx_err;              /* errno of a refused attach */
 	char pin_dir[256];        /* bpffs directory of pinned maps and links; "" = none */
 	bool pin_dir_made;        /* created by this process: removed again on failure */
 	struct bpf_link *links[ML_MAX_LINKS];

@@ -264,8 +264,8 @@ static void refresh_live(struct ml_daemon *d)
 		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, on_drop_flow, d);
 		if (d->pl.sink)
 			accesslog_flush(d->pl.sink);
-		/* a new baseline for meshlens_diag_findings: what counters did
-		 * within the last full-pass period, not since boot */
+		/* one diagnosis per full-pass period: meshlens_diag_findings covers
+		 * the last whole period, not the time since boot */
 		if (full)
 			diag_run(d->diag, NULL, 0);
 	}
@@ -282,25 +282,32 @@ static void render_node_retrans(struct ml_daemon *d, struct expo *e)
 	static const char name[] = "meshlens_node_tcp_retransmits_total";
 	int fd = bpf_map__fd(d->bpf.skel->maps.retrans_counts);
 	__u64 vals[d->ncpus];
+	char other[16];
 
+	if (!d->bpf.rtx_hook) /* refused on this kernel: --probe says so */
+		return;
 	expo_family(e, name, "counter",
 		    "TCP segments retransmitted by every socket of the node (all network "
 		    "namespaces), sent without error (TcpRetransSegs - TCPRetransFail), by "
 		    "family and socket state (SYN_SENT: SYN, SYN_RECV: SYN-ACK).");
 	for (__u32 slot = 0; slot < ML_RTX_SLOTS; slot++) {
+		unsigned int state = slot % ML_RTX_STATES;
 		uint64_t sum = 0;
 
 		if (bpf_map_lookup_elem(fd, &slot, vals))
 			continue;
 		for (int c = 0; c < d->ncpus; c++)
 			sum += vals[c];
-		if (sum || (slot % ML_RTX_STATES >= 1 && slot % ML_RTX_STATES <= 11))
-			expo_sample_u64(e, name,
-					(const char *const[]){
-						"family", slot < ML_RTX_STATES ? "ipv4" : "ipv6",
-						"state",
-						accesslog_state_name(slot % ML_RTX_STATES), NULL },
-					sum);
+		if (!sum && (state < 1 || state > 11))
+			continue;
+		/* a state the kernel does not have (yet): by number, never twice "UNKNOWN" */
+		snprintf(other, sizeof(other), "STATE_%u", state);
+		expo_sample_u64(e, name,
+				(const char *const[]){
+					"family", slot < ML_RTX_STATES ? "ipv4" : "ipv6", "state",
+					state >= 1 && state <= 12 ? accesslog_state_name(state) : other,
+					NULL },
+				sum);
 	}
 }
 

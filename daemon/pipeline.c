@@ -65,7 +65,7 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	char line[ACCESSLOG_LINE_MAX];
 	int len;
 
-	if (size < sizeof(*r) || r->type > ML_REC_CONN_LIVE)
+	if (size < sizeof(*r) || r->type < ML_REC_CONN_CLOSE || r->type > ML_REC_CONN_LIVE)
 		return 0;
 	p->records++;
 	p->by_type[r->type]++;

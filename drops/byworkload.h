@@ -10,8 +10,9 @@
  *   meshlens_workload_drops_total{workload,namespace,reason,layer,direction}
  *   meshlens_workload_drop_bytes_total{...}
  *
- * At most max_series series; past it new (workload, namespace) pairs
- * count as workload="other", namespace="other" (per reason and direction).
+ * At most max_series series of (workload, namespace, reason, direction);
+ * past it, new ones count as workload="other", namespace="other", still
+ * by reason and direction.
  */
 #ifndef MESHLENS_BYWORKLOAD_H
 #define MESHLENS_BYWORKLOAD_H

@@ -272,6 +272,9 @@ struct diag_state {
 	struct snapshot snap[2];
 	int cur; /* snap[cur] is filled next; snap[!cur] is the baseline */
 	bool have_base;
+	/* findings by severity of the last run that had a baseline: what the
+	 * daemon publishes (a whole period, never a part of one) */
+	uint64_t period_counts[3];
 	struct diag_finding *f;
 	size_t n_f, cap_f;
 	struct diag_finding spare; /* written to when f cannot grow */
@@ -1057,6 +1060,11 @@ int diag_run(struct diag_state *s, struct diag_finding *out, int max)
 		return -ENOMEM;
 	if (s->n_f > 1)
 		qsort(s->f, s->n_f, sizeof(*s->f), cmp_finding);
+	if (s->have_base) {
+		memset(s->period_counts, 0, sizeof(s->period_counts));
+		for (size_t i = 0; i < s->n_f; i++)
+			s->period_counts[s->f[i].severity]++;
+	}
 	n = max < 0 ? 0 : (size_t)max < s->n_f ? max : (int)s->n_f;
 	if (n)
 		memcpy(out, s->f, (size_t)n * sizeof(*out));
@@ -1165,23 +1173,19 @@ void diag_render(struct diag_state *s, struct expo *e)
 {
 	static const char name[] = "meshlens_diag_findings";
 	struct snapshot *p = &s->snap[s->cur]; /* scratch: the next diag_run refills it */
-	uint64_t count[3] = { 0 };
 
 	if (snapshot(s, p))
 		return;
-	evaluate(s, p);
-	for (size_t i = 0; i < s->n_f; i++)
-		count[s->f[i].severity]++;
 	render_counters(e, p);
 	render_nics(e, p);
 	render_listeners(e, p);
 	render_conntrack(e, p);
 	expo_family(e, name, "gauge",
-		    "Drop diagnosis findings by severity, as meshlens --diagnose would report them "
-		    "now; counter increases count since the daemon's last baseline, taken every "
-		    "12 refresh intervals (60 s by default).");
+		    "Drop diagnosis findings by severity of the last whole diagnosis period "
+		    "(12 refresh intervals, 60 s by default): counter increases over it, full "
+		    "listeners and settings at its end; 0 until a period has passed.");
 	for (int i = DIAG_PROBLEM; i >= DIAG_INFO; i--)
 		expo_sample_u64(e, name,
 				(const char *const[]){ "severity", severity_name[i], NULL },
-				count[i]);
+				s->period_counts[i]);
 }

@@ -42,9 +42,10 @@ void diag_free(struct diag_state *s);
 
 /*
  * One pass over every source; fills up to max findings, most severe first,
- * and makes this pass the baseline of the next (out may be NULL, max 0:
- * the daemon takes baselines that way). Returns how many, or -errno when
- * no source could be read at all.
+ * and makes this pass the baseline of the next. A pass that had a baseline
+ * also sets the findings diag_render() publishes (out may be NULL, max 0:
+ * the daemon runs a pass per period that way). Returns how many, or
+ * -errno when no source could be read at all.
  */
 int diag_run(struct diag_state *s, struct diag_finding *out, int max);
 
@@ -52,9 +53,10 @@ int diag_run(struct diag_state *s, struct diag_finding *out, int max);
 void diag_print(FILE *out, const struct diag_finding *f, int n);
 
 /*
- * The same figures as metrics (reads fresh values): node-level counters
- * and per-interface NIC counters; listeners only while their accept queue
- * is full (bounded cardinality). Families are prefixed meshlens_diag_ or
+ * The same figures as metrics: node-level counters and per-interface NIC
+ * counters (fresh values); listeners only while their accept queue is full
+ * (bounded cardinality); meshlens_diag_findings{severity} of the last
+ * diag_run() that had a baseline. Families are prefixed meshlens_diag_ or
  * meshlens_nic_.
  */
 void diag_render(struct diag_state *s, struct expo *e);

@@ -443,9 +443,11 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	} else {
 		for (int k = 0; k < METRICS_SETS; k++)
 			slot[k] = m->t[k].on ? table_slot(m, &m->t[k], r) : NO_SLOT;
-		d.opened = r->type != ML_REC_CONN_FAILED;
 		if (trackable && r->type != ML_REC_CONN_CLOSE)
 			c = conn_add(m, r->sock_cookie, slot);
+		/* opened once: now if tracked from here on, else at its close */
+		d.opened = r->type == ML_REC_CONN_CLOSE ||
+			   (c && (r->type == ML_REC_CONN_OPEN || r->type == ML_REC_CONN_LIVE));
 	}
 	switch (r->type) {
 	case ML_REC_CONN_FAILED:

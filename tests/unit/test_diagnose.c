@@ -426,6 +426,15 @@ static void test_render_metrics(void **state)
 	need_netns();
 	s = diag_new();
 	assert_non_null(s);
+	/* findings appear once a period passed: a baseline, then a pass */
+	diag_render(s, &e);
+	text = strndup(e.buf, e.len);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\nmeshlens_diag_findings{severity=\"problem\"} 0\n"));
+	free(text);
+	expo_reset(&e);
+	assert_true(diag_run(s, NULL, 0) >= 0);
+	assert_true(diag_run(s, NULL, 0) >= 0);
 	before = tcpext("ListenOverflows");
 	diag_render(s, &e);
 	after = tcpext("ListenOverflows");

@@ -204,6 +204,30 @@ static void test_opened_once_whatever_record_comes_first(void **state)
 	metrics_free(m);
 }
 
+/* A connection that cannot be tracked (cookie 0 here; no memory in the
+ * daemon) counts as opened once, at its close, however many records. */
+static void test_untracked_connection_opened_once_at_close(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+	struct metrics_stats st;
+
+	(void)state;
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 0, 0, 0);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 0, 5, 5);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 0);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 0, 10, 20);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 10);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 0);
+	metrics_free(m);
+}
+
 static void test_failed_counts_failed_and_syn_retransmits(void **state)
 {
 	struct metrics *m = new_metrics(100, 0);
@@ -539,6 +563,97 @@ static void test_workload_cap_overflow_and_idle_drop(void **state)
 	metrics_free(m);
 }
 
+/* Dropping idle series out of the middle of probe chains (backward-shift
+ * deletion) leaves every other series findable: the next records of the
+ * kept ones land in their series, not in new ones. */
+static void test_idle_drops_keep_the_rest_findable(void **state)
+{
+	struct metrics *m = new_metrics(64, 1);
+	struct metrics_stats st;
+	struct tcp_probe_info r;
+
+	(void)state;
+	for (uint8_t c = 2; c < 66; c++) {
+		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, c, 80, 1000u + c, 1, 1);
+		metrics_record(m, &r);
+		if (c % 2 == 0) { /* an open connection keeps the even ones */
+			r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, c, 80, 2000u + c, 0, 0);
+			metrics_record(m, &r);
+		}
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 64);
+	metrics_live_end(m, 1000 + 2000000000ULL, false);
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 32);
+	assert_int_equal(st.dropped[METRICS_IP_PAIR], 32);
+	for (uint8_t c = 2; c < 66; c += 2) {
+		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, c, 80, 2000u + c, 3, 0);
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_IP_PAIR], 32); /* found, none created */
+	assert_int_equal(st.folded[METRICS_IP_PAIR], 0);
+	for (uint8_t c = 2; c < 66; c += 16) {
+		char labels[160];
+
+		snprintf(labels, sizeof(labels),
+			 "direction=\"outbound\",src_ip=\"10.0.0.%u\",dst_ip=\"10.0.0.1\","
+			 "dst_port=\"80\"", c);
+		assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", labels), 2);
+		assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", labels), 4);
+	}
+	metrics_free(m);
+}
+
+/* A connection whose close record was lost stops holding its series in
+ * both sets once the full passes forget it. */
+static void test_expired_connection_frees_both_sets(void **state)
+{
+	struct metrics *m = new_workload_metrics(10, 1, true);
+	struct tcp_probe_info r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 0, 0);
+	struct metrics_stats st;
+
+	(void)state;
+	metrics_record(m, &r);
+	for (int pass = 0; pass < 2; pass++) {
+		metrics_live_begin(m, true);
+		metrics_live_end(m, 1000 + 2000000000ULL, true);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.expired, 1);
+	assert_int_equal(st.connections, 0);
+	/* the second pass forgot it, then the idle series went, in both sets */
+	assert_int_equal(st.series[METRICS_IP_PAIR], 0);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 0);
+	metrics_free(m);
+}
+
+/* Both sets off: records are still tracked, nothing is rendered. */
+static void test_both_sets_off(void **state)
+{
+	struct metrics_config cfg = { .max_series = 10, .format_addr = accesslog_format_addr };
+	struct metrics *m = metrics_new(&cfg);
+	struct tcp_probe_info r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 0, 0);
+	struct metrics_stats st;
+	struct expo e = { 0 };
+
+	(void)state;
+	assert_non_null(m);
+	metrics_record(m, &r);
+	metrics_render(m, &e);
+	assert_int_equal(e.len, 0);
+	metrics_stats(m, &st);
+	assert_false(st.enabled[METRICS_IP_PAIR] || st.enabled[METRICS_WORKLOAD]);
+	assert_int_equal(st.connections, 1);
+	r.type = ML_REC_CONN_CLOSE;
+	metrics_record(m, &r);
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 0);
+	expo_free(&e);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_expo_grows),
 		cmocka_unit_test(test_open_live_close_exact),
 		cmocka_unit_test(test_opened_once_whatever_record_comes_first),
+		cmocka_unit_test(test_untracked_connection_opened_once_at_close),
 		cmocka_unit_test(test_failed_counts_failed_and_syn_retransmits),
 		cmocka_unit_test(test_lost_close_is_forgotten_after_two_passes),
 		cmocka_unit_test(test_cap_folds_into_overflow),
@@ -556,6 +672,9 @@ int main(void)
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
+		cmocka_unit_test(test_idle_drops_keep_the_rest_findable),
+		cmocka_unit_test(test_expired_connection_frees_both_sets),
+		cmocka_unit_test(test_both_sets_off),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
