@@ -603,6 +603,27 @@ static void test_addr_matches_inet_ntop(void **state)
 	}
 }
 
+/* The hand-written dotted quad: every octet value in every position. */
+static void test_ipv4_every_octet(void **state)
+{
+	uint8_t a[ML_ADDR_LEN] = { [10] = 0xff, [11] = 0xff, 10, 20, 30, 40 };
+	char buf[64], ref[INET_ADDRSTRLEN];
+
+	(void)state;
+	for (int pos = 12; pos < 16; pos++) {
+		for (int v = 0; v < 256; v++) {
+			a[pos] = (uint8_t)v;
+			assert_non_null(inet_ntop(AF_INET, a + 12, ref, sizeof(ref)));
+			assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(ref));
+			assert_string_equal(buf, ref);
+		}
+	}
+	/* too small a buffer for "255.255.255.255": -1 */
+	memset(a + 12, 255, 4);
+	assert_int_equal(accesslog_format_addr(a, buf, 15), -1);
+	assert_int_equal(accesslog_format_addr(a, buf, 16), 15);
+}
+
 /* ---- escaper ---- */
 
 static void want_escaped(const char *in, size_t n, const char *out)
@@ -1940,6 +1961,7 @@ int main(void)
 		cmocka_unit_test(test_v4mapped_on_inet6_socket),
 		cmocka_unit_test(test_failed_record),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_ipv4_every_octet),
 		cmocka_unit_test(test_number_limits),
 		cmocka_unit_test(test_drop_keys_on_connection_records),
 		cmocka_unit_test(test_drop_line),
