@@ -29,8 +29,10 @@ static __always_inline void ml_count_rtx(__u16 family, __u32 state, __u32 segs)
 	__u32 slot = ml_rtx_slot(family, state);
 	__u64 *n = bpf_map_lookup_elem(&retrans_counts, &slot);
 
+	/* atomic although per CPU: a softirq can run the other program
+	 * (synack) on this CPU in the middle of this one's update */
 	if (n)
-		*n += segs;
+		__sync_fetch_and_add(n, segs);
 }
 
 /* tcp_skb_pcount(): segments of a (TSO) skb, from TCP's control block */

@@ -130,6 +130,13 @@ int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const 
 	struct btf *btf = classic ? NULL : btf__load_vmlinux_btf();
 	int kfree_params = tp_btf_params(btf, "kfree_skb");
 	int rtx_params = tp_btf_params(btf, "tcp_retransmit_skb");
+
+	/* as on a kernel before kfree_skb's rx_sk and tcp_retransmit_skb's err:
+	 * the tp_btf programs of older prototypes (tests) */
+	if (btf && getenv("MESHLENS_TP_BTF_OLD")) {
+		kfree_params = 4;
+		rtx_params = 3;
+	}
 	enum drop_hook drop = !drops		 ? DROP_OFF
 			      : kfree_params < 0 ? DROP_TRACEPOINT
 			      : kfree_params >= 5 ? DROP_TP_BTF

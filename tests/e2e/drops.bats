@@ -279,6 +279,12 @@ check_netfilter_ingress() {
 	check_netfilter_ingress tp_btf/kfree_skb
 }
 
+@test "the tp_btf program of the older kfree_skb prototype (no rx_sk, before 6.11): the same exact counts and flows" {
+	export MESHLENS_TP_BTF_OLD=1
+	check_netfilter_ingress tp_btf/kfree_skb
+	grep -qxE "ml_kfree_skb_old?" "$T/progs" # bpftool: the BTF name, else the kernel's 15 characters
+}
+
 @test "the classic tracepoint/skb/kfree_skb (where tp_btf is refused): the same exact counts and flows" {
 	export MESHLENS_CLASSIC_TRACEPOINTS=1
 	check_netfilter_ingress tracepoint/skb/kfree_skb
