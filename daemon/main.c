@@ -172,6 +172,8 @@ static void on_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml
 	char line[ACCESSLOG_LINE_MAX];
 	int len = -1;
 
+	if (!d->pl.sink && !d->drop_wl)
+		return;
 	if (d->pl.md && k->family) {
 		src = ml_metadata_by_addr(d->pl.md, k->src_addr);
 		dst = ml_metadata_by_addr(d->pl.md, k->dst_addr);

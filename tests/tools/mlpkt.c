@@ -78,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define TOOL_NAME "mlpkt"
 #include "toolargs.h"
 
 #define DEFAULT_MAX_SECONDS	60
@@ -132,19 +133,6 @@ static void usage(FILE *out)
 "  connect-flood ADDR PORT N [--hold-ms MS]\n"
 "Addresses are numeric IPv4 or IPv6.  Prints one JSON line of ground truth.\n"
 "Exit status: 0 success, 1 failure, 2 usage error.\n", out);
-}
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("mlpkt: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see --help)\n", stderr);
-	exit(2);
 }
 
 static void __attribute__((noreturn, format(printf, 2, 3)))

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define TOOL_NAME "mltraffic"
 #include "toolargs.h"
 
 #define IO_BUF_SIZE		(256 * 1024)
@@ -163,19 +164,6 @@ die(int err, const char *fmt, ...)
 	if (!in_server)
 		kill_server();
 	exit(1);
-}
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("mltraffic: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see --help)\n", stderr);
-	exit(2);
 }
 
 static void on_alarm(int sig)
@@ -444,29 +432,41 @@ static void pin_cpu(int cpu)
 }
 
 /*
- * Fork the server.  Returns 0 in the child, which dies with the parent so
- * that a killed or timed-out tool never leaves a server behind.
+ * Fork a process that dies with its parent (SIGKILL), so that a killed or
+ * timed-out tool never leaves one behind. Returns 0 in the child.
  */
-static pid_t fork_server(void)
+static pid_t fork_group(void)
 {
 	pid_t parent = getpid();
 	pid_t pid;
 
-	/* Nothing buffered may be printed twice. */
+	/* nothing buffered may be printed twice */
 	if (fflush(stdout))
 		die(errno, "fflush(stdout)");
 	pid = fork();
 	if (pid < 0)
 		die(errno, "fork");
 	if (pid == 0) {
-		in_server = true;
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL))
 			die(errno, "prctl(PR_SET_PDEATHSIG)");
 		if (getppid() != parent)
 			_exit(1);
-		return 0;
 	}
-	server_pid = pid;
+	return pid;
+}
+
+/*
+ * Fork the server.  Returns 0 in the child, which dies with the parent so
+ * that a killed or timed-out tool never leaves a server behind.
+ */
+static pid_t fork_server(void)
+{
+	pid_t pid = fork_group();
+
+	if (pid == 0)
+		in_server = true;
+	else
+		server_pid = pid;
 	return pid;
 }
 
@@ -1065,25 +1065,6 @@ static void wait_eof(int fd)
 	}
 }
 
-/* A process that dies with its parent (SIGKILL), like fork_server(). */
-static pid_t fork_group(void)
-{
-	pid_t parent = getpid();
-	pid_t pid;
-
-	if (fflush(stdout))
-		die(errno, "fflush(stdout)");
-	pid = fork();
-	if (pid < 0)
-		die(errno, "fork");
-	if (pid == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL))
-			die(errno, "prctl(PR_SET_PDEATHSIG)");
-		if (getppid() != parent)
-			_exit(1);
-	}
-	return pid;
-}
 
 /*
  * One group: @ports listeners served by a forked server, @n client

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * toolargs.h - argument parsing shared by the test tools (mltraffic,
- * mlpkt): numeric addresses and bounded integers, bad ones a usage error.
- * Each tool defines usage_error() (its name in the message, exit 2)
- * before including this.
+ * mlpkt): numeric addresses and bounded integers, bad ones a usage error
+ * ("TOOL: ... (see --help)", exit 2). Each tool defines TOOL_NAME before
+ * including this.
  */
 #ifndef MESHLENS_TOOLARGS_H
 #define MESHLENS_TOOLARGS_H
@@ -12,13 +12,26 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...);
+static void __attribute__((noreturn, format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(TOOL_NAME ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
+}
 
 /* A numeric address and port as a sockaddr. */
 struct addr {
