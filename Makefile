@@ -12,10 +12,12 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wmissing-field-initializers -Werror=undef \
 	    -I. -I$(BUILD) -DMESHLENS_VERSION='"$(VERSION)"'
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf/vmlinux -Ibpf
-NL_CFLAGS := $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
-NL_LIBS   := $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 2>/dev/null)
+# deferred (=, not :=): on a fresh machine libnl is installed by `make deps`,
+# which runs before anything is compiled, after this file was parsed
+NL_CFLAGS = $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
+NL_LIBS   = $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS   += $(NL_CFLAGS)
-LDLIBS   := -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread -lcap $(NL_LIBS)
+LDLIBS    = -lbpf -lelf -lz -lcjson -lmicrohttpd -lpthread -lcap $(NL_LIBS)
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -27,7 +29,9 @@ endif
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c daemon/metadata.c cgroup/cgroup.c accesslog/accesslog.c \
 	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
 	       drops/diagnose.c drops/byworkload.c
-BPF_SRCS    := bpf/meshlens.bpf.c
+# the core object and one object per optional feature (bpf/maps.h)
+BPF_OBJS    := core failures live drops retrans
+BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps run test unit e2e bench fuzz vmlinux clean help
@@ -47,7 +51,7 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) bpf/vmlinux/vmlinux.h | $(BUIL
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@
 
-$(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BUILD)/meshlens.skel.h
+$(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BPF_SKELS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRCS) $(LDLIBS)
 
 $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toolargs.h | $(BUILD)
@@ -66,12 +70,16 @@ $(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 
-run: deps all ## install deps, build, run on the cgroup v2 root, access log on stdout
+# run and test install what is missing first, in a sub-make of their own, so
+# that nothing is compiled (or pkg-config asked) before the packages are there
+run: deps ## install deps, build, run on the cgroup v2 root, access log on stdout
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/meshlens $(ARGS)
 
 FUZZ_SECONDS ?= 60
 
-test: deps all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## short fuzz run, unit tests (cmocka), end-to-end tests (bats, real kernel)
+test: deps ## short fuzz run, unit tests (cmocka), end-to-end tests (bats, real kernel)
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 	@BUILD=$(BUILD) fuzz/run.sh 5
 	@tests/run.sh $(BUILD)
 

@@ -63,11 +63,20 @@ enum ml_failure {
 #define ML_F_FIN_OUT (1u << 1)  /* our FIN sent */
 #define ML_F_RESET_IN (1u << 2) /* closed by a received RST */
 #define ML_F_DROPS (1u << 3)    /* drop tracing was on: `drops` is meaningful */
+#define ML_F_RAW (1u << 4)      /* LIVE from iter/task_file: sent_bytes/received_bytes are
+				 * the kernel's bytes_acked/bytes_received less the FINs;
+				 * user space subtracts the OPEN record's bases; only
+				 * type, flags, sock_cookie, state, total_retrans, close_ns
+				 * are filled */
 
 /*
  * One record per opened or closed connection or failed attempt (ringbuf
  * payload), and per open connection in the live-socket iterator's output.
  * For OPEN and LIVE records close_ns is the time of the reading.
+ * OPEN records carry no payload yet (0 by definition); their sent_bytes
+ * and received_bytes are the bases instead: the kernel's bytes_acked and
+ * bytes_received at ESTABLISHED (the SYN's sequence space, and data a
+ * TCP Fast Open SYN carried), which ML_F_RAW records are relative to.
  */
 struct tcp_probe_info {
 	__u64 start_ns;       /* monotonic ns: connect() called / accepted */

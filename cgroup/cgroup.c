@@ -116,6 +116,18 @@ int cgroup_ensure_bpffs(const char *dir)
 	return 0;
 }
 
+int cgroup_ensure_tracefs(void)
+{
+	struct statfs sfs;
+
+	if (!access("/sys/kernel/debug/tracing/events", F_OK) ||
+	    (!statfs("/sys/kernel/tracing", &sfs) && sfs.f_type == TRACEFS_MAGIC))
+		return 0;
+	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, "mode=0700"))
+		return -errno;
+	return 0;
+}
+
 int cgroup_attach(struct bpf_program *const *progs, int n, int cgroup_fd,
 		  struct bpf_link **links)
 {

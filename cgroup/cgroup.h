@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * cgroup - find (or mount) cgroup v2 and bpffs, open cgroup directories,
+ * cgroup - find (or mount) cgroup v2, bpffs and tracefs, open cgroup directories,
  * attach cgroup programs all-or-nothing. Knows nothing of what the
  * programs do.
  */
@@ -28,6 +28,14 @@ int cgroup_open(const char *root, const char *path);
 
 /* Mount bpffs at dir (e.g. /sys/fs/bpf) unless one is there. 0 or -errno. */
 int cgroup_ensure_bpffs(const char *dir);
+
+/*
+ * Classic tracepoints attach through tracefs: mount it at
+ * /sys/kernel/tracing unless it is there or under debugfs (where libbpf
+ * looks first). What the host had mounted is never touched; a mount made
+ * here stays, as bpffs does, for the next daemon. 0 or -errno.
+ */
+int cgroup_ensure_tracefs(void);
 
 /*
  * Attach each of progs[0..n) to the cgroup fd with a bpf_link, storing the

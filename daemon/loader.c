@@ -14,46 +14,210 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
-#include "meshlens.skel.h"
+#include "core.skel.h"
+#include "drops.skel.h"
+#include "failures.skel.h"
+#include "live.skel.h"
+#include "retrans.skel.h"
 #include "../cgroup/cgroup.h"
 
-/* While probing, a refused program is an expected answer, not an error. */
-static bool quiet_libbpf;
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- libbpf's messages ----------------------------------------------------- */
+
+/*
+ * While loading, libbpf's messages (a refused program's verifier log among
+ * them) go to a buffer: a refused optional variant is an expected answer,
+ * and a refused core prints its log after one line that says what failed.
+ * MESHLENS_DEBUG=1 shows everything as it happens.
+ */
+static struct {
+	bool on;
+	char buf[32768];
+	size_t len;
+} capture;
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	/* MESHLENS_DEBUG=1 shows everything, the refused probes included */
 	static int debug = -1;
+	int n;
 
 	if (debug < 0)
 		debug = getenv("MESHLENS_DEBUG") != NULL;
-	if (!debug && (quiet_libbpf || level == LIBBPF_DEBUG))
+	if (debug)
+		return vfprintf(stderr, fmt, ap);
+	if (level == LIBBPF_DEBUG)
 		return 0;
-	return vfprintf(stderr, fmt, ap);
+	if (!capture.on)
+		return vfprintf(stderr, fmt, ap);
+	if (capture.len + 1 >= sizeof(capture.buf))
+		return 0;
+	n = vsnprintf(capture.buf + capture.len, sizeof(capture.buf) - capture.len, fmt, ap);
+	if (n > 0)
+		capture.len += (size_t)n < sizeof(capture.buf) - capture.len
+				       ? (size_t)n
+				       : sizeof(capture.buf) - capture.len - 1;
+	return n;
 }
 
-enum drop_hook { DROP_OFF, DROP_TP_BTF, DROP_TP_BTF_OLD, DROP_TRACEPOINT };
+static void capture_start(void)
+{
+	capture.on = true;
+	capture.len = 0;
+	capture.buf[0] = '\0';
+}
 
-static const char *const drop_hook_name[] = {
-	[DROP_TP_BTF] = "tp_btf/kfree_skb",
-	[DROP_TP_BTF_OLD] = "tp_btf/kfree_skb",
-	[DROP_TRACEPOINT] = "tracepoint/skb/kfree_skb",
+/*
+ * The verifier's own word on a refused program: the last line of the log
+ * before its statistics ("processed N insns"), e.g. "program of this type
+ * cannot use helper bpf_sk_storage_get#107". Empty when the kernel refused
+ * before verifying (EPERM: "processed 0 insns").
+ */
+static void verifier_verdict(char *out, size_t len)
+{
+	const char *end = strstr(capture.buf, "\nprocessed ");
+	const char *begin = strstr(capture.buf, "-- BEGIN PROG LOAD LOG --\n");
+	const char *p;
+
+	out[0] = '\0';
+	if (!end || !begin || end <= begin + 26)
+		return;
+	for (p = end; p > begin + 26 && p[-1] != '\n'; p--)
+		;
+	snprintf(out, len, "%.*s", (int)(end - p), p);
+}
+
+void ml_bpf_print_log(FILE *out)
+{
+	if (capture.len)
+		fputs(capture.buf, out);
+}
+
+/* ---- the test-only refusal switch -------------------------------------------- */
+
+/* MESHLENS_TEST_REFUSE names a program, or is a prefix of one of a hook's parts */
+static bool test_refused(const char *prog, const char *hook)
+{
+	const char *list = getenv("MESHLENS_TEST_REFUSE");
+	char buf[512], *tok, *save;
+
+	if (!list || !*list)
+		return false;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t n = strlen(tok);
+
+		if (prog && !strcmp(tok, prog))
+			return true;
+		for (const char *h = hook; h && *h; h = strchr(h, '+') ? strchr(h, '+') + 1 : "")
+			if (!strncmp(h, tok, n) && (h[n] == '\0' || h[n] == '+' || h[n] == '/'))
+				return true;
+	}
+	return false;
+}
+
+/* ---- the features and their variants --------------------------------------- */
+
+struct ml_variant {
+	const char *hook;     /* what --probe and meshlens_hook_info say */
+	const char *progs[3]; /* the programs it loads, NULL-terminated */
+	const char *tp;       /* tp_btf: this tracepoint's BTF prototype ... */
+	int min_params;       /* ... must have at least this many parameters */
+	bool tracefs;         /* a classic tracepoint: tracefs must be mounted */
+	const char *note;     /* said by --probe when it serves (a fallback's cost) */
 };
 
-enum rtx_hook { RTX_OFF, RTX_TP_BTF, RTX_TP_BTF_OLD, RTX_TRACEPOINT };
-
-static const char *const rtx_hook_name[] = {
-	[RTX_TP_BTF] = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
-	[RTX_TP_BTF_OLD] = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
-	[RTX_TRACEPOINT] = "tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack",
+struct ml_feature_def {
+	const char *name;
+	const char *off_note; /* what happens when nothing serves */
+	const struct ml_variant *variants;
+	int n_variants;
+	void *(*open)(struct bpf_object **obj);
+	void (*destroy)(void *skel);
+	void (*prepare)(void *skel, const struct ml_bpf *b); /* before load; may be NULL */
 };
+
+#define ML_SKEL_OPS(n)                                                                 \
+	static void *n##_open(struct bpf_object **obj)                                 \
+	{                                                                              \
+		struct n##_bpf *s = n##_bpf__open();                                   \
+		*obj = s ? s->obj : NULL;                                              \
+		return s;                                                              \
+	}                                                                              \
+	static void n##_destroy(void *s)                                               \
+	{                                                                              \
+		n##_bpf__destroy(s);                                                   \
+	}
+ML_SKEL_OPS(live)
+ML_SKEL_OPS(failures)
+ML_SKEL_OPS(drops)
+ML_SKEL_OPS(retrans)
+
+static void failures_prepare(void *skel, const struct ml_bpf *b)
+{
+	((struct failures_bpf *)skel)->rodata->wakeup_bytes = b->wakeup_bytes;
+}
+
+static const struct ml_variant live_variants[] = {
+	{ .hook = "iter/bpf_sk_storage_map", .progs = { "ml_iter_live" } },
+	{ .hook = "iter/task_file", .progs = { "ml_iter_task_file" },
+	  .note = "every task's open files each refresh, all network namespaces; raw counters less the open records' bases" },
+};
+
+static const struct ml_variant failure_variants[] = {
+	{ .hook = "fexit/tcp_v4_connect+fexit/tcp_v6_connect",
+	  .progs = { "ml_fexit_tcp_v4_connect", "ml_fexit_tcp_v6_connect" } },
+	{ .hook = "cgroup/sock_release", .progs = { "ml_sock_release" },
+	  .note = "at close(), reported as unreachable without the errno" },
+};
+
+static const struct ml_variant drop_variants[] = {
+	{ .hook = "tp_btf/kfree_skb", .progs = { "ml_kfree_skb" }, .tp = "kfree_skb",
+	  .min_params = 5 },
+	{ .hook = "tp_btf/kfree_skb", .progs = { "ml_kfree_skb_old" }, .tp = "kfree_skb",
+	  .min_params = 4, .note = "no rx_sk: an arriving packet's socket only through skb->sk" },
+	{ .hook = "tp_btf/kfree_skb", .progs = { "ml_kfree_skb_noreason" }, .tp = "kfree_skb",
+	  .min_params = 3, .note = "this kernel gives no drop reason: every drop is NOT_SPECIFIED" },
+	{ .hook = "tracepoint/skb/kfree_skb", .progs = { "ml_kfree_skb_tp" }, .tracefs = true,
+	  .note = "no per-connection drop counts" },
+};
+
+static const struct ml_variant rtx_variants[] = {
+	{ .hook = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
+	  .progs = { "ml_rtx_skb", "ml_rtx_synack" }, .tp = "tcp_retransmit_skb", .min_params = 4 },
+	{ .hook = "tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack",
+	  .progs = { "ml_rtx_skb_old", "ml_rtx_synack" }, .tp = "tcp_retransmit_skb",
+	  .min_params = 3 },
+	{ .hook = "tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack",
+	  .progs = { "ml_rtx_skb_tp", "ml_rtx_synack_tp" }, .tracefs = true },
+};
+
+static const struct ml_feature_def features[ML_FEATURES] = {
+#define ML_FEATURE(id_, name_, off_, v_, ops_, prep_)                                  \
+	[id_] = { .name = name_, .off_note = off_, .variants = v_, .n_variants = ARRAY_SIZE(v_), \
+		  .open = ops_##_open, .destroy = ops_##_destroy, .prepare = prep_ }
+	ML_FEATURE(ML_FEAT_LIVE, "live-counters", "bytes of open connections counted when they close",
+		   live_variants, live, NULL),
+	ML_FEATURE(ML_FEAT_FAILURES, "connect-failures",
+		   "a connect() failing before any SYN is not logged", failure_variants, failures,
+		   failures_prepare),
+	ML_FEATURE(ML_FEAT_DROPS, "packet-drops", "no drop tracing", drop_variants, drops, NULL),
+	ML_FEATURE(ML_FEAT_RETRANS, "node-retransmits", "no node-wide retransmission counts",
+		   rtx_variants, retrans, NULL),
+};
+
+/* the core's maps every feature object shares */
+static const char *const shared_maps[] = { "sk_states", "events", "counters" };
+/* feature maps that hold state across restarts: pinned too */
+static const char *const pinned_feature_maps[] = { "drop_counts", "drop_flows" };
 
 /*
  * Parameters of tracepoint name's prototype in this kernel's BTF (the
  * typedef btf_trace_<name> points to it; the first parameter is the
  * tracepoint's own context), or -1 when there is none. A tp_btf program
  * may not read arguments the tracepoint does not have, and tracepoints
- * gain some: kfree_skb its rx_sk in 6.11, tcp_retransmit_skb an err later.
+ * gain some: kfree_skb its reason in 5.17 and rx_sk in 6.11,
+ * tcp_retransmit_skb an err later.
  */
 static int tp_btf_params(const struct btf *btf, const char *name)
 {
@@ -71,133 +235,291 @@ static int tp_btf_params(const struct btf *btf, const char *name)
 	return t && btf_is_func_proto(t) ? btf_vlen(t) : -1;
 }
 
-/*
- * One attempt: fexit or its fallback; drops off or through the given hook;
- * the node-wide retransmission counters through the given hook, or off.
- */
-static int open_and_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool fexit,
-			 enum drop_hook drop, enum rtx_hook rtx)
+static bool in_list(const char *name, const char *const *list, size_t n)
 {
-	struct meshlens_bpf *skel = meshlens_bpf__open();
+	for (size_t i = 0; i < n && list[i]; i++)
+		if (!strcmp(name, list[i]))
+			return true;
+	return false;
+}
+
+static void add_reason(struct ml_feature *f, const char *fmt, ...)
+{
+	size_t len = strlen(f->reason);
+	va_list ap;
+
+	if (len && len + 2 < sizeof(f->reason)) {
+		memcpy(f->reason + len, "; ", 3);
+		len += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(f->reason + len, sizeof(f->reason) - len, fmt, ap);
+	va_end(ap);
+}
+
+static int attach_tracing(struct ml_bpf *b, struct bpf_object *obj)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_link *link;
+
+		if (!bpf_program__autoload(p) ||
+		    bpf_program__type(p) == BPF_PROG_TYPE_CGROUP_SOCK) /* ml_bpf_attach() */
+			continue;
+		if (b->n_links >= ML_MAX_LINKS)
+			return -E2BIG;
+		if (!strcmp(bpf_program__section_name(p), "iter/bpf_sk_storage_map")) {
+			union bpf_iter_link_info info = {
+				.map.map_fd = (__u32)bpf_map__fd(b->core->maps.sk_states),
+			};
+			LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info,
+				    .link_info_len = sizeof(info));
+
+			link = bpf_program__attach_iter(p, &opts);
+		} else if (bpf_program__expected_attach_type(p) == BPF_TRACE_ITER) {
+			link = bpf_program__attach_iter(p, NULL);
+		} else {
+			link = bpf_program__attach(p);
+		}
+		if (!link)
+			return -errno;
+		if (bpf_program__expected_attach_type(p) == BPF_TRACE_ITER)
+			b->iter_link = link;
+		b->links[b->n_links++] = link;
+	}
+	return 0;
+}
+
+/* One variant: open its object, share the core's maps, load, attach. */
+static int try_variant(struct ml_bpf *b, const struct ml_feature_def *def,
+		       const struct ml_variant *v, void **skel_out)
+{
+	int first_link = b->n_links;
+	struct bpf_object *obj;
+	struct bpf_program *p;
+	struct bpf_map *m;
+	void *skel;
 	int err;
 
+	for (int i = 0; v->progs[i]; i++)
+		if (test_refused(v->progs[i], v->hook))
+			return -EPERM;
+	if (v->tracefs) {
+		err = cgroup_ensure_tracefs();
+		if (err)
+			return err;
+	}
+	skel = def->open(&obj);
 	if (!skel)
 		return -errno;
-	bpf_map__set_max_entries(skel->maps.events, ringbuf_bytes);
-	/* wake the reader only once a quarter of the ring is unread */
-	skel->rodata->wakeup_bytes = ringbuf_bytes / 4;
-	skel->rodata->drops_enabled = drop != DROP_OFF;
-	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v4_connect, fexit);
-	bpf_program__set_autoload(skel->progs.ml_fexit_tcp_v6_connect, fexit);
-	bpf_program__set_autoload(skel->progs.ml_sock_release, !fexit);
-	bpf_program__set_autoload(skel->progs.ml_kfree_skb, drop == DROP_TP_BTF);
-	bpf_program__set_autoload(skel->progs.ml_kfree_skb_old, drop == DROP_TP_BTF_OLD);
-	bpf_program__set_autoload(skel->progs.ml_kfree_skb_tp, drop == DROP_TRACEPOINT);
-	bpf_program__set_autoload(skel->progs.ml_rtx_skb, rtx == RTX_TP_BTF);
-	bpf_program__set_autoload(skel->progs.ml_rtx_skb_old, rtx == RTX_TP_BTF_OLD);
-	bpf_program__set_autoload(skel->progs.ml_rtx_synack,
-				  rtx == RTX_TP_BTF || rtx == RTX_TP_BTF_OLD);
-	bpf_program__set_autoload(skel->progs.ml_rtx_skb_tp, rtx == RTX_TRACEPOINT);
-	bpf_program__set_autoload(skel->progs.ml_rtx_synack_tp, rtx == RTX_TRACEPOINT);
-	if (b->pin_dir[0]) {
-		struct bpf_map *maps[] = { skel->maps.sk_states, skel->maps.events,
-					   skel->maps.counters, skel->maps.drop_counts,
-					   skel->maps.drop_flows };
+	bpf_object__for_each_program(p, obj)
+		bpf_program__set_autoload(p, in_list(bpf_program__name(p), v->progs,
+						     ARRAY_SIZE(v->progs)));
+	err = 0;
+	bpf_object__for_each_map(m, obj) {
+		const char *name = bpf_map__name(m);
+		struct bpf_map *core_map = bpf_object__find_map_by_name(b->core->obj, name);
 		char path[512];
 
-		for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		if (core_map && in_list(name, shared_maps, ARRAY_SIZE(shared_maps)))
+			err = bpf_map__reuse_fd(m, bpf_map__fd(core_map));
+		else if (b->pin_dir[0] &&
+			 in_list(name, pinned_feature_maps, ARRAY_SIZE(pinned_feature_maps))) {
+			snprintf(path, sizeof(path), "%s/%s", b->pin_dir, name);
+			err = bpf_map__set_pin_path(m, path);
+		}
+		if (err)
+			break;
+	}
+	if (!err && def->prepare)
+		def->prepare(skel, b);
+	if (!err)
+		err = bpf_object__load(obj);
+	if (!err)
+		err = attach_tracing(b, obj);
+	if (err) {
+		while (b->n_links > first_link) {
+			if (b->links[--b->n_links] == b->iter_link)
+				b->iter_link = NULL;
+			bpf_link__destroy(b->links[b->n_links]);
+		}
+		def->destroy(skel);
+		return err < 0 ? err : -err;
+	}
+	*skel_out = skel;
+	return 0;
+}
+
+/* The first variant of feature f this kernel accepts, or none. */
+static void load_feature(struct ml_bpf *b, enum ml_feature_id f, const struct btf *btf)
+{
+	const struct ml_feature_def *def = &features[f];
+	struct ml_feature *t = &b->table[f];
+	bool refused = false;
+
+	for (int i = 0; i < def->n_variants; i++) {
+		const struct ml_variant *v = &def->variants[i];
+		char verdict[160];
+		int err;
+
+		/* a prototype this kernel lacks is not a refusal: the next fits */
+		if (v->tp && tp_btf_params(btf, v->tp) < v->min_params)
+			continue;
+		capture_start();
+		err = try_variant(b, def, v, &b->skel[f]);
+		capture.on = false;
+		if (!err) {
+			t->state = refused ? ML_FS_FALLBACK : ML_FS_ON;
+			t->hook = v->hook;
+			b->variant[f] = i;
+			if (v->note)
+				add_reason(t, "%s", v->note);
+			return;
+		}
+		verifier_verdict(verdict, sizeof(verdict));
+		add_reason(t, "%s: %s%s%s%s", v->hook, strerror(-err),
+			   test_refused(v->progs[0], v->hook) ? " (MESHLENS_TEST_REFUSE)" : "",
+			   verdict[0] ? ": " : "", verdict);
+		refused = true;
+	}
+	t->state = ML_FS_OFF;
+	add_reason(t, "%s", def->off_note);
+}
+
+/* ---- the core ----------------------------------------------------------------- */
+
+static int load_core(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, size_t errlen)
+{
+	static const char *const core_progs[] = { "ml_sockops", "ml_connect4", "ml_connect6" };
+	struct core_bpf *s = core_bpf__open();
+	int ret;
+
+	if (!s) {
+		ret = -errno;
+		snprintf(err, errlen, "opening the core BPF object: %s", strerror(-ret));
+		return ret;
+	}
+	bpf_map__set_max_entries(s->maps.events, ringbuf_bytes);
+	s->rodata->wakeup_bytes = b->wakeup_bytes;
+	if (b->pin_dir[0]) {
+		struct bpf_map *maps[] = { s->maps.sk_states, s->maps.events, s->maps.counters };
+		char path[512];
+
+		for (size_t i = 0; i < ARRAY_SIZE(maps); i++) {
 			snprintf(path, sizeof(path), "%s/%s", b->pin_dir, bpf_map__name(maps[i]));
 			bpf_map__set_pin_path(maps[i], path);
 		}
 	}
-	err = meshlens_bpf__load(skel);
-	if (err) {
-		meshlens_bpf__destroy(skel);
-		return err;
+	for (size_t i = 0; i < ARRAY_SIZE(core_progs); i++)
+		if (test_refused(core_progs[i], NULL)) {
+			snprintf(err, errlen, "loading the core BPF program %s: %s (MESHLENS_TEST_REFUSE)",
+				 core_progs[i], strerror(EPERM));
+			core_bpf__destroy(s);
+			return -EPERM;
+		}
+	capture_start();
+	ret = core_bpf__load(s);
+	capture.on = false;
+	if (ret) {
+		const char *prog = strstr(capture.buf, "prog '");
+		int n = prog ? (int)strcspn(prog + 6, "'") : 0;
+
+		if (b->pin_dir[0] && !b->pin_dir_made)
+			snprintf(err, errlen,
+				 "loading the core BPF programs: %s (maps pinned under %s by another "
+				 "meshlens version or ringbuf_bytes? remove them with --detach)",
+				 strerror(-ret), b->pin_dir);
+		else
+			snprintf(err, errlen, "loading the core BPF program %.*s: %s", n,
+				 prog ? prog + 6 : "", strerror(-ret));
+		core_bpf__destroy(s);
+		return ret;
 	}
-	b->skel = skel;
-	b->fexit = fexit;
-	b->drop_hook = drop_hook_name[drop];
-	b->rtx_hook = rtx_hook_name[rtx];
+	b->core = s;
 	return 0;
 }
 
-int ml_bpf_load(struct ml_bpf *b, unsigned int ringbuf_bytes, bool drops, const char *pin_dir,
-		char *err, size_t errlen)
+/* --pin-path: an absolute directory on bpffs, made if missing */
+static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, size_t errlen)
 {
-	/* as on a kernel that refuses tp_btf: the classic tracepoints (tests) */
-	bool classic = getenv("MESHLENS_CLASSIC_TRACEPOINTS") != NULL;
-	struct btf *btf = classic ? NULL : btf__load_vmlinux_btf();
-	int kfree_params = tp_btf_params(btf, "kfree_skb");
-	int rtx_params = tp_btf_params(btf, "tcp_retransmit_skb");
+	struct statfs sfs;
+	char parent[256];
+	char *slash;
 
-	/* as on a kernel before kfree_skb's rx_sk and tcp_retransmit_skb's err:
-	 * the tp_btf programs of older prototypes (tests) */
-	if (btf && getenv("MESHLENS_TP_BTF_OLD")) {
-		kfree_params = 4;
-		rtx_params = 3;
+	if (pin_dir[0] != '/' || strlen(pin_dir) >= sizeof(b->pin_dir)) {
+		snprintf(err, errlen, "--pin-path '%s': must be an absolute path (at most %zu bytes)",
+			 pin_dir, sizeof(b->pin_dir) - 1);
+		return -EINVAL;
 	}
-	enum drop_hook drop = !drops		 ? DROP_OFF
-			      : kfree_params < 0 ? DROP_TRACEPOINT
-			      : kfree_params >= 5 ? DROP_TP_BTF
-						  : DROP_TP_BTF_OLD;
-	enum drop_hook drop_tp = drops ? DROP_TRACEPOINT : DROP_OFF;
-	enum rtx_hook rtx = rtx_params < 0  ? RTX_TRACEPOINT
-			    : rtx_params >= 4 ? RTX_TP_BTF
-					      : RTX_TP_BTF_OLD;
+	snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
+	snprintf(parent, sizeof(parent), "%s", pin_dir);
+	slash = strrchr(parent, '/');
+	*slash = '\0';
+	/* bpffs is not mounted at boot on every host */
+	if (!strcmp(parent, "/sys/fs/bpf"))
+		cgroup_ensure_bpffs(parent);
+	if (mkdir(pin_dir, 0700) == 0)
+		b->pin_dir_made = true;
+	else if (errno != EEXIST) {
+		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
+		return -errno;
+	}
+	if (statfs(pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
+		snprintf(err, errlen, "--pin-path '%s': not on a bpf filesystem", pin_dir);
+		if (b->pin_dir_made)
+			rmdir(pin_dir);
+		b->pin_dir_made = false;
+		return -EMEDIUMTYPE;
+	}
+	return 0;
+}
+
+int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_t errlen)
+{
+	struct btf *btf;
 	int ret;
 
-	btf__free(btf);
-
 	memset(b, 0, sizeof(*b));
-	if (pin_dir) {
-		struct statfs sfs;
-		char parent[256];
-
-		snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
-		snprintf(parent, sizeof(parent), "%s", pin_dir);
-		*strrchr(parent, '/') = '\0';
-		/* bpffs is not mounted at boot on every host */
-		if (!strcmp(parent, "/sys/fs/bpf"))
-			cgroup_ensure_bpffs(parent);
-		if (mkdir(pin_dir, 0700) == 0)
-			b->pin_dir_made = true;
-		else if (errno != EEXIST) {
-			snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
-			return -errno;
-		}
-		if (statfs(pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
-			snprintf(err, errlen, "--pin-path '%s': not on a bpf filesystem", pin_dir);
-			if (b->pin_dir_made)
-				rmdir(pin_dir);
-			return -EMEDIUMTYPE;
-		}
+	for (int f = 0; f < ML_FEATURES; f++) {
+		b->variant[f] = -1;
+		b->table[f].name = features[f].name;
+		b->table[f].state = ML_FS_OFF;
+	}
+	/* wake the reader only once a quarter of the ring is unread */
+	b->wakeup_bytes = o->ringbuf_bytes / 4;
+	if (o->pin_dir) {
+		ret = prepare_pin_dir(b, o->pin_dir, err, errlen);
+		if (ret)
+			return ret;
 	}
 	libbpf_set_print(libbpf_print);
-	quiet_libbpf = true;
-	ret = open_and_load(b, ringbuf_bytes, true, drop, rtx);
+	ret = load_core(b, o->ringbuf_bytes, err, errlen);
 	if (ret) {
-		b->fexit_err = -ret;
-		ret = open_and_load(b, ringbuf_bytes, false, drop, rtx);
+		if (b->pin_dir_made)
+			ml_bpf_unpin_all(b->pin_dir, NULL, 0);
+		return ret;
 	}
-	if (ret) /* tp_btf refused: the classic tracepoints */
-		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_TRACEPOINT);
-	if (ret) /* the node-wide retransmissions are optional: go without */
-		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_OFF);
-	quiet_libbpf = false;
-	if (ret) /* the last attempt once more, aloud, for the verifier's log */
-		ret = open_and_load(b, ringbuf_bytes, false, drop_tp, RTX_OFF);
-	if (ret && b->pin_dir[0] && !b->pin_dir_made)
-		snprintf(err, errlen,
-			 "loading BPF programs: %s (maps pinned under %s by another meshlens "
-			 "version or ringbuf_bytes? remove them with --detach)",
-			 strerror(-ret), b->pin_dir);
-	else if (ret)
-		snprintf(err, errlen, "loading BPF programs: %s", strerror(-ret));
-	if (ret && b->pin_dir_made)
-		ml_bpf_unpin_all(b->pin_dir, NULL, 0);
-	return ret;
+	btf = btf__load_vmlinux_btf();
+	for (int f = 0; f < ML_FEATURES; f++) {
+		if (f == ML_FEAT_DROPS && !o->drops) {
+			snprintf(b->table[f].reason, sizeof(b->table[f].reason),
+				 "off by default: --drops");
+			continue;
+		}
+		load_feature(b, f, btf);
+	}
+	btf__free(btf);
+	b->n_feature_links = b->n_links;
+	if (ml_bpf_on(b, ML_FEAT_DROPS)) { /* records carry the socket's drops */
+		b->core->bss->ml_drops_on = 1;
+		if (b->skel[ML_FEAT_LIVE])
+			((struct live_bpf *)b->skel[ML_FEAT_LIVE])->bss->ml_drops_on = 1;
+	}
+	return 0;
 }
+
+/* ---- attach ---------------------------------------------------------------------- */
 
 int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
 {
@@ -255,25 +577,18 @@ static void unpin_stale_links(struct ml_bpf *b, const int *cg_fds, int n_cg,
 
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen)
 {
-	struct meshlens_bpf *s = b->skel;
+	struct core_bpf *s = b->core;
+	struct failures_bpf *fs = b->skel[ML_FEAT_FAILURES];
+	bool release = fs && bpf_program__autoload(fs->progs.ml_sock_release);
 	struct bpf_program *cg_progs[4] = { s->progs.ml_sockops, s->progs.ml_connect4,
-					    s->progs.ml_connect6, s->progs.ml_sock_release };
-	struct bpf_program *fexit_progs[2] = { s->progs.ml_fexit_tcp_v4_connect,
-					       s->progs.ml_fexit_tcp_v6_connect };
-	/* whichever variant loaded, skb first, then synack */
-	struct bpf_program *rtx_progs[2] = {
-		bpf_program__autoload(s->progs.ml_rtx_skb_tp) ? s->progs.ml_rtx_skb_tp
-		: bpf_program__autoload(s->progs.ml_rtx_skb_old) ? s->progs.ml_rtx_skb_old
-								 : s->progs.ml_rtx_skb,
-		bpf_program__autoload(s->progs.ml_rtx_synack_tp) ? s->progs.ml_rtx_synack_tp
-								 : s->progs.ml_rtx_synack,
-	};
+					    s->progs.ml_connect6,
+					    release ? fs->progs.ml_sock_release : NULL };
 	static const char *const cg_names[4] = { "sockops", "connect4", "connect6",
 						 "sock_release" };
-	int n_cg_progs = b->fexit ? 3 : 4;
+	int n_cg_progs = release ? 4 : 3;
 	int i, ret;
 
-	if (n_cg * n_cg_progs + 5 > ML_MAX_LINKS) {
+	if (b->n_links + n_cg * n_cg_progs > ML_MAX_LINKS) {
 		snprintf(err, errlen, "too many cgroups (%d)", n_cg);
 		return -E2BIG;
 	}
@@ -288,59 +603,8 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 		}
 		b->n_links += n_cg_progs;
 	}
-	if (b->drop_hook) {
-		struct bpf_program *p = s->progs.ml_kfree_skb;
-
-		if (!bpf_program__autoload(p))
-			p = bpf_program__autoload(s->progs.ml_kfree_skb_old) ? s->progs.ml_kfree_skb_old
-									     : s->progs.ml_kfree_skb_tp;
-		b->links[b->n_links] = bpf_program__attach(p);
-		if (!b->links[b->n_links]) {
-			ret = -errno;
-			snprintf(err, errlen, "attaching %s: %s", b->drop_hook, strerror(-ret));
-			goto fail;
-		}
-		b->n_links++;
-	}
-	/* optional: a refused attach leaves the feature off, said by --probe
-	 * and meshlens_hook_info, not the daemon down */
-	for (i = 0; b->rtx_hook && i < 2; i++) {
-		b->links[b->n_links] = bpf_program__attach(rtx_progs[i]);
-		if (!b->links[b->n_links]) {
-			b->rtx_err = errno;
-			b->rtx_hook = NULL;
-			while (i-- > 0) /* the ones of this feature attached so far */
-				bpf_link__destroy(b->links[--b->n_links]);
-			break;
-		}
-		b->n_links++;
-	}
-	for (i = 0; b->fexit && i < 2; i++) {
-		b->links[b->n_links] = bpf_program__attach(fexit_progs[i]);
-		if (!b->links[b->n_links]) {
-			ret = -errno;
-			snprintf(err, errlen, "attaching %s: %s",
-				 bpf_program__section_name(fexit_progs[i]), strerror(-ret));
-			goto fail;
-		}
-		b->n_links++;
-	}
 	if (b->pin_dir[0])
 		unpin_stale_links(b, cg_fds, n_cg, cg_names, n_cg_progs);
-	if (!b->iter_link) {
-		union bpf_iter_link_info info = {
-			.map.map_fd = (__u32)bpf_map__fd(s->maps.sk_states),
-		};
-		LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info,
-			    .link_info_len = sizeof(info));
-
-		b->iter_link = bpf_program__attach_iter(s->progs.ml_iter_live, &opts);
-		if (!b->iter_link) {
-			ret = -errno;
-			snprintf(err, errlen, "attaching iter/bpf_sk_storage_map: %s", strerror(-ret));
-			goto fail;
-		}
-	}
 	return 0;
 fail:
 	ml_bpf_detach(b);
@@ -349,50 +613,99 @@ fail:
 	return ret;
 }
 
-int ml_bpf_iter_open(const struct ml_bpf *b)
+/* ---- reading ----------------------------------------------------------------------- */
+
+int ml_bpf_iter_open(const struct ml_bpf *b, bool full)
 {
+	struct live_bpf *s = b->skel[ML_FEAT_LIVE];
+
+	if (!s)
+		return -ENOTSUP;
+	s->bss->iter_full_pass = full;
 	/* libbpf returns -errno itself */
-	return b->iter_link ? bpf_iter_create(bpf_link__fd(b->iter_link)) : -EBADF;
+	return b->iter_link ? bpf_iter_create(bpf_link__fd(b->iter_link)) : -ENOTSUP;
 }
+
+int ml_bpf_map_fd(const struct ml_bpf *b, enum ml_map m)
+{
+	const struct drops_bpf *d = b->skel[ML_FEAT_DROPS];
+	const struct retrans_bpf *r = b->skel[ML_FEAT_RETRANS];
+
+	switch (m) {
+	case ML_MAP_EVENTS:
+		return bpf_map__fd(b->core->maps.events);
+	case ML_MAP_COUNTERS:
+		return bpf_map__fd(b->core->maps.counters);
+	case ML_MAP_DROP_FILTER:
+		return d ? bpf_map__fd(d->maps.drop_filter) : -1;
+	case ML_MAP_DROP_COUNTS:
+		return d ? bpf_map__fd(d->maps.drop_counts) : -1;
+	case ML_MAP_DROP_FLOWS:
+		return d ? bpf_map__fd(d->maps.drop_flows) : -1;
+	case ML_MAP_RETRANS:
+		return r ? bpf_map__fd(r->maps.retrans_counts) : -1;
+	}
+	return -1;
+}
+
+unsigned int ml_bpf_ringbuf_bytes(const struct ml_bpf *b)
+{
+	return bpf_map__max_entries(b->core->maps.events);
+}
+
+uint64_t ml_bpf_counter(const struct ml_bpf *b, uint32_t idx)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 vals[ncpus > 0 ? ncpus : 1];
+	uint64_t sum = 0;
+
+	if (ncpus <= 0 || bpf_map_lookup_elem(bpf_map__fd(b->core->maps.counters), &idx, vals))
+		return 0;
+	for (int i = 0; i < ncpus; i++)
+		sum += vals[i];
+	return sum;
+}
+
+/* ---- tear-down ---------------------------------------------------------------------- */
 
 void ml_bpf_detach(struct ml_bpf *b)
 {
 	while (b->n_links > 0)
 		bpf_link__destroy(b->links[--b->n_links]);
-	bpf_link__destroy(b->iter_link);
+	b->n_feature_links = 0;
 	b->iter_link = NULL;
 }
 
 void ml_bpf_destroy(struct ml_bpf *b)
 {
 	ml_bpf_detach(b);
-	meshlens_bpf__destroy(b->skel);
-	b->skel = NULL;
+	for (int f = 0; f < ML_FEATURES; f++)
+		if (b->skel[f])
+			features[f].destroy(b->skel[f]);
+	memset(b->skel, 0, sizeof(b->skel));
+	core_bpf__destroy(b->core);
+	b->core = NULL;
+}
+
+/* ---- the table ------------------------------------------------------------------------ */
+
+const char *ml_feature_state_name(enum ml_feature_state s)
+{
+	return s == ML_FS_ON ? "on" : s == ML_FS_FALLBACK ? "fallback" : "off";
 }
 
 int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 {
-	static char refused[128], rtx_refused[128];
-	const struct ml_feature all[] = {
-		{ "connections", "sockops", NULL, false },
-		{ "connect-attempts", "cgroup/connect4+cgroup/connect6", NULL, false },
-		{ "live-counters", "iter/bpf_sk_storage_map", NULL, false },
-		{ "packet-drops", b->drop_hook ? b->drop_hook : "tp_btf/kfree_skb",
-		  b->drop_hook ? NULL : "off by default: --drops", !b->drop_hook },
-		{ "connect-failures", b->fexit ? "fexit/tcp_v4_connect+fexit/tcp_v6_connect"
-					       : "cgroup/sock_release",
-		  b->fexit ? NULL : refused, false },
-		{ "node-retransmits", b->rtx_hook ? b->rtx_hook : "tp_btf/tcp_retransmit_skb",
-		  b->rtx_hook ? NULL : rtx_refused, !b->rtx_hook },
+	const struct ml_feature core[] = {
+		{ .name = "connections", .state = ML_FS_ON, .hook = "sockops" },
+		{ .name = "connect-attempts", .state = ML_FS_ON,
+		  .hook = "cgroup/connect4+cgroup/connect6" },
 	};
-	int n = (int)(sizeof(all) / sizeof(all[0]));
+	int n = 0;
 
-	snprintf(refused, sizeof(refused), "fexit/tcp_v4_connect refused: %s",
-		 strerror(b->fexit_err));
-	snprintf(rtx_refused, sizeof(rtx_refused), "refused: %s",
-		 b->rtx_err ? strerror(b->rtx_err) : "no variant of the programs loads here");
-	if (n > max)
-		n = max;
-	memcpy(out, all, (size_t)n * sizeof(*out));
+	for (size_t i = 0; i < ARRAY_SIZE(core) && n < max; i++)
+		out[n++] = core[i];
+	for (int f = 0; f < ML_FEATURES && n < max; f++)
+		out[n++] = b->table[f];
 	return n;
 }

@@ -30,7 +30,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "meshlens.skel.h"
 #include "options.h"
 #include "loader.h"
 #include "metadata.h"
@@ -96,16 +95,7 @@ static int64_t ns_now(clockid_t clk)
 
 static uint64_t kernel_counter(struct ml_daemon *d, __u32 idx)
 {
-	__u64 vals[d->ncpus];
-	uint64_t sum = 0;
-	int i;
-
-	if (bpf_map__lookup_elem(d->bpf.skel->maps.counters, &idx, sizeof(idx), vals,
-				 sizeof(vals), 0))
-		return 0;
-	for (i = 0; i < d->ncpus; i++)
-		sum += vals[i];
-	return sum;
+	return ml_bpf_counter(&d->bpf, idx);
 }
 
 /*
@@ -226,11 +216,12 @@ static void refresh_live(struct ml_daemon *d)
 	int fd;
 
 	drain(d);
-	d->bpf.skel->bss->iter_full_pass = full;
-	fd = ml_bpf_iter_open(&d->bpf);
+	if (!ml_bpf_on(&d->bpf, ML_FEAT_LIVE)) /* bytes counted at close */
+		goto drops;
+	fd = ml_bpf_iter_open(&d->bpf, full);
 	if (fd < 0) {
 		fprintf(stderr, "meshlens: live-socket iterator: %s\n", strerror(-fd));
-		return;
+		goto drops;
 	}
 	metrics_live_begin(d->pl.metrics, full);
 	for (;;) {
@@ -262,8 +253,9 @@ static void refresh_live(struct ml_daemon *d)
 	}
 	close(fd);
 	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC), full);
-	if (d->bpf.drop_hook) {
-		drops_collect(bpf_map__fd(d->bpf.skel->maps.drop_flows), &d->reasons, on_drop_flow, d);
+drops:
+	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS)) {
+		drops_collect(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FLOWS), &d->reasons, on_drop_flow, d);
 		if (d->pl.sink)
 			accesslog_flush(d->pl.sink);
 		/* one diagnosis per full-pass period: meshlens_diag_findings covers
@@ -282,11 +274,11 @@ static void refresh_live(struct ml_daemon *d)
 static void render_node_retrans(struct ml_daemon *d, struct expo *e)
 {
 	static const char name[] = "meshlens_node_tcp_retransmits_total";
-	int fd = bpf_map__fd(d->bpf.skel->maps.retrans_counts);
+	int fd = ml_bpf_map_fd(&d->bpf, ML_MAP_RETRANS);
 	__u64 vals[d->ncpus];
 	char other[16];
 
-	if (!d->bpf.rtx_hook) /* refused on this kernel: --probe says so */
+	if (fd < 0) /* refused on this kernel: --probe says so */
 		return;
 	expo_family(e, name, "counter",
 		    "TCP segments retransmitted by every socket of the node (all network "
@@ -380,11 +372,20 @@ static void render_metrics(struct ml_daemon *d)
 		    "The kernel hook serving each feature on this kernel, always 1.");
 	n = ml_bpf_features(&d->bpf, f, 8);
 	for (i = 0; i < n; i++)
-		if (!f[i].off)
+		if (f[i].state != ML_FS_OFF)
 			expo_sample_u64(e, "meshlens_hook_info",
 					(const char *const[]){ "feature", f[i].name, "hook",
 							       f[i].hook, NULL },
 					1);
+	expo_family(e, "meshlens_feature_info", "gauge",
+		    "Every feature, always 1: state on (preferred hook), fallback (a later "
+		    "variant: --probe says why) or off, and the hook serving it (none when off).");
+	for (i = 0; i < n; i++)
+		expo_sample_u64(e, "meshlens_feature_info",
+				(const char *const[]){ "feature", f[i].name, "state",
+						       ml_feature_state_name(f[i].state), "hook",
+						       f[i].hook ? f[i].hook : "none", NULL },
+				1);
 	expo_family(e, "meshlens_events_total", "counter",
 		    "Records received from the kernel, by source.");
 	for (i = ML_REC_CONN_CLOSE; i <= ML_REC_CONN_LIVE; i++)
@@ -405,14 +406,14 @@ static void render_metrics(struct ml_daemon *d)
 	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "socket_storage", NULL },
 			kernel_counter(d, ML_CNT_STORAGE_FAIL));
-	if (d->bpf.drop_hook)
+	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS))
 		expo_sample_u64(e, "meshlens_events_lost_total",
 				(const char *const[]){ "source", "drop_flows", NULL },
 				kernel_counter(d, ML_CNT_FLOWS_FULL));
 	metrics_render(d->pl.metrics, e);
 	render_node_retrans(d, e);
-	if (d->bpf.drop_hook) {
-		drops_render(bpf_map__fd(d->bpf.skel->maps.drop_counts), d->ncpus, &d->reasons, e);
+	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS)) {
+		drops_render(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_COUNTS), d->ncpus, &d->reasons, e);
 		if (d->drop_wl)
 			drop_wl_render(d->drop_wl, &d->reasons, e);
 		diag_render(d->diag, e);
@@ -572,8 +573,8 @@ static int setup_loop(struct ml_daemon *d)
 	its.it_value = its.it_interval;
 	if (timerfd_settime(d->rfd, 0, &its, NULL))
 		return -errno;
-	ret = ml_ring_open(&d->ring, bpf_map__fd(d->bpf.skel->maps.events),
-			   bpf_map__max_entries(d->bpf.skel->maps.events));
+	ret = ml_ring_open(&d->ring, ml_bpf_map_fd(&d->bpf, ML_MAP_EVENTS),
+			   ml_bpf_ringbuf_bytes(&d->bpf));
 	if (ret)
 		return ret;
 	if (add_fd(d->epfd, d->sfd) || add_fd(d->epfd, d->tfd) || add_fd(d->epfd, d->rfd) ||
@@ -718,18 +719,33 @@ static int run_loop(struct ml_daemon *d)
 	}
 }
 
+/* --probe: one line per feature: name, state, hook (or "-"), and why */
 static int print_probe(struct ml_bpf *b)
 {
 	struct ml_feature f[8];
 	int i, n = ml_bpf_features(b, f, 8);
 
 	for (i = 0; i < n; i++) {
-		printf("%-18s %s", f[i].name, f[i].hook);
-		if (f[i].other)
-			printf("  (%s)", f[i].other);
+		printf("%-18s %-9s %s", f[i].name, ml_feature_state_name(f[i].state),
+		       f[i].hook ? f[i].hook : "-");
+		if (f[i].reason[0])
+			printf("  (%s)", f[i].reason);
 		printf("\n");
 	}
 	return 0;
+}
+
+/* "live-counters=iter/task_file packet-drops=off ...": the ready line's */
+static void features_summary(struct ml_bpf *b, char *out, size_t len)
+{
+	struct ml_feature f[8];
+	int n = ml_bpf_features(b, f, 8);
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (int i = 2; i < n && used < len; i++) /* the core's two always serve */
+		used += (size_t)snprintf(out + used, len - used, "%s%s=%s", used ? " " : "",
+					 f[i].name, f[i].hook ? f[i].hook : "off");
 }
 
 /*
@@ -921,16 +937,24 @@ int main(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	ret = ml_bpf_load(&d.bpf, d.opt.ringbuf_bytes, d.opt.drops,
-			  d.opt.probe ? NULL : d.opt.pin_path, err, sizeof(err));
+	ret = ml_bpf_load(&d.bpf,
+			  &(struct ml_load_opts){ .ringbuf_bytes = d.opt.ringbuf_bytes,
+						  .drops = d.opt.drops,
+						  .pin_dir = d.opt.probe ? NULL : d.opt.pin_path },
+			  err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "meshlens: %s\n", err);
+		ml_bpf_print_log(stderr);
 		/* a --pin-path that cannot be one is bad usage */
-		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR ? 2 : 1;
+		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR || ret == -EINVAL
+			      ? 2
+			      : 1;
 		goto out;
 	}
-	if (d.bpf.drop_hook && !d.opt.probe) {
-		ret = drops_apply_filter(bpf_map__fd(d.bpf.skel->maps.drop_filter), &d.reasons);
+	if (d.pl.metrics && d.bpf.variant[ML_FEAT_LIVE] > 0) /* iter/task_file: see metrics.h */
+		metrics_live_set_expiry(d.pl.metrics, 10);
+	if (ml_bpf_on(&d.bpf, ML_FEAT_DROPS) && !d.opt.probe) {
+		ret = drops_apply_filter(ml_bpf_map_fd(&d.bpf, ML_MAP_DROP_FILTER), &d.reasons);
 		d.diag = diag_new();
 		if (d.opt.metadata && d.opt.workload_metrics)
 			d.drop_wl = drop_wl_new(d.opt.max_series);
@@ -966,9 +990,9 @@ int main(int argc, char **argv)
 		goto out;
 	if (d.http)
 		metrics_http_set_ready(d.http, true);
+	features_summary(&d.bpf, err, sizeof(err));
 	fprintf(stderr, "meshlens: ready: %d cgroup(s) under %s, access log %s, metrics %s, %s\n",
-		d.n_cg, d.cg_root, d.opt.access_log, d.opt.metrics_addr,
-		d.bpf.fexit ? "fexit hooks" : "no trampolines: fallback hooks");
+		d.n_cg, d.cg_root, d.opt.access_log, d.opt.metrics_addr, err);
 	ret = run_loop(&d);
 out:
 	cleanup(&d);

@@ -67,6 +67,9 @@ struct conn {
 	uint32_t slot[METRICS_SETS];
 	uint32_t retrans;
 	uint32_t seen_gen;
+	/* the open record's bases (probe.h), for ML_F_RAW records; a SYN's
+	 * sequence space plus Fast Open data, far below 2^32 */
+	uint32_t sent_base, recv_base;
 };
 
 struct metrics {
@@ -76,6 +79,7 @@ struct metrics {
 	uint32_t conns_mask;
 	uint32_t n_conns;
 	uint32_t gen; /* live-iterator pass */
+	uint32_t expiry; /* full passes unseen before a connection is forgotten */
 	uint64_t expired;
 };
 
@@ -160,6 +164,7 @@ struct metrics *metrics_new(const struct metrics_config *cfg)
 	if (!m)
 		return NULL;
 	m->cfg = *cfg;
+	m->expiry = 2;
 	for (int k = 0; k < METRICS_SETS; k++) {
 		if (on[k] && table_init(&m->t[k], (enum metrics_set)k, cfg->max_series)) {
 			metrics_free(m);
@@ -427,6 +432,25 @@ static void advance(struct conn *c, const struct tcp_probe_info *r, struct delta
 	}
 }
 
+static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint64_t now_ns,
+		      const struct delta *d);
+
+/*
+ * A raw LIVE record (ML_F_RAW, iter/task_file): the kernel's counters less
+ * the bases of the connection's open record give its payload so far.
+ */
+static void live_raw(struct metrics *m, struct conn *c, const struct tcp_probe_info *r)
+{
+	struct tcp_probe_info abs = *r;
+	struct delta d = { 0 };
+
+	abs.sent_bytes = r->sent_bytes > c->sent_base ? r->sent_bytes - c->sent_base : 0;
+	abs.received_bytes = r->received_bytes > c->recv_base ? r->received_bytes - c->recv_base : 0;
+	c->seen_gen = m->gen;
+	advance(c, &abs, &d);
+	add_delta(m, c->slot, r->close_ns, &d);
+}
+
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 {
 	struct conn *c = NULL, none = { 0 };
@@ -438,6 +462,11 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 
 	if (trackable)
 		c = conn_find(m, r->sock_cookie, &pos);
+	if (r->flags & ML_F_RAW) { /* iter/task_file: only what an open record told us of */
+		if (c)
+			live_raw(m, c, r);
+		return;
+	}
 	if (c) {
 		memcpy(slot, c->slot, sizeof(slot));
 	} else {
@@ -460,30 +489,47 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 			advance(c, r, &d);
 		}
 		break;
+	case ML_REC_CONN_OPEN:
+		if (c) {
+			c->sent_base = (uint32_t)r->sent_bytes;
+			c->recv_base = (uint32_t)r->received_bytes;
+		}
+		break;
 	case ML_REC_CONN_CLOSE:
 		advance(c ? c : &none, r, &d);
 		d.closed = 1;
 		break;
 	}
+	add_delta(m, slot, r->close_ns, &d);
+	if (r->type == ML_REC_CONN_CLOSE && c)
+		conn_del(m, c);
+}
+
+static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint64_t now_ns,
+		      const struct delta *d)
+{
 	for (int k = 0; k < METRICS_SETS; k++) {
 		struct series *s;
 
 		if (slot[k] == NO_SLOT)
 			continue;
 		s = &m->t[k].s[slot[k]];
-		s->last_active_ns = r->close_ns;
-		s->opened += d.opened;
-		s->closed += d.closed;
-		s->failed += d.failed;
-		s->sent += d.sent;
-		s->received += d.received;
-		s->retrans += d.retrans;
+		s->last_active_ns = now_ns;
+		s->opened += d->opened;
+		s->closed += d->closed;
+		s->failed += d->failed;
+		s->sent += d->sent;
+		s->received += d->received;
+		s->retrans += d->retrans;
 	}
-	if (r->type == ML_REC_CONN_CLOSE && c)
-		conn_del(m, c);
 }
 
 /* ---- live-iterator passes ------------------------------------------------- */
+
+void metrics_live_set_expiry(struct metrics *m, uint32_t full_passes)
+{
+	m->expiry = full_passes ? full_passes : 2;
+}
 
 void metrics_live_begin(struct metrics *m, bool full)
 {
@@ -495,11 +541,11 @@ void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full)
 {
 	uint64_t idle_ns = (uint64_t)m->cfg.series_idle_seconds * 1000000000ULL;
 
-	/* A connection unseen by two full passes lost its close record
+	/* A connection unseen by `expiry` full passes lost its close record
 	 * (ringbuf full): forget it, so its series can go idle. conn_del()
 	 * shifts a later entry into the hole, so look at the same slot again. */
 	for (uint32_t i = 0; full && i <= m->conns_mask; i++) {
-		while (m->conns[i].cookie && m->conns[i].seen_gen + 2 <= m->gen) {
+		while (m->conns[i].cookie && m->conns[i].seen_gen + m->expiry <= m->gen) {
 			conn_del(m, &m->conns[i]);
 			m->expired++;
 		}

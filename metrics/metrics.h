@@ -87,6 +87,14 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r);
 void metrics_live_begin(struct metrics *m, bool full);
 void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full);
 
+/*
+ * Full passes a connection may go unseen before it is forgotten (default
+ * 2). An iterator that cannot see every open connection (iter/task_file
+ * misses sockets their application closed, still in FIN_WAIT or LAST_ACK)
+ * needs more, or their close records would count them opened again.
+ */
+void metrics_live_set_expiry(struct metrics *m, uint32_t full_passes);
+
 /* Append every family of the enabled sets, sorted, to e. */
 void metrics_render(struct metrics *m, struct expo *e);
 

@@ -1,7 +1,12 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * drop.h - packet drops from the kfree_skb tracepoint (included by
- * meshlens.bpf.c; loaded only with --drops).
+ * packet-drops: drops from the kfree_skb tracepoint (--drops only).
+ * Optional feature; the loader tries the variants in order, choosing the
+ * tp_btf prototype from this kernel's BTF:
+ *   tp_btf/kfree_skb (skb, location, reason, rx_sk)   6.11+
+ *   tp_btf/kfree_skb (skb, location, reason)          5.17 .. 6.10
+ *   tp_btf/kfree_skb (skb, location)                  before 5.17: no reason
+ *   tracepoint/skb/kfree_skb                          classic, through tracefs
  *
  * Per drop: skip non-drops and reasons user space did not enable, rebuild
  * the flow from the packet's own headers (TCP, UDP, SCTP, ICMP, ICMPv6 over
@@ -10,9 +15,15 @@
  * per flow in a hash user space takes out every refresh, and in the
  * socket's storage when the packet belonged to an observed socket.
  * Nothing wakes user space.
+ *
+ * Before 5.17 kfree_skb had no reason: every drop is NOT_SPECIFIED (2, its
+ * value in every kernel that has reasons).
  */
-#ifndef MESHLENS_BPF_DROP_H
-#define MESHLENS_BPF_DROP_H
+#include "maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define ML_REASON_NOT_SPECIFIED 2
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -140,8 +151,10 @@ static __always_inline void ml_count_drop(const struct ml_flow_key *fk, __u32 le
 		if (!v)
 			return;
 	}
-	v->packets++; /* per-CPU: no atomics needed */
-	v->bytes += len;
+	/* atomic although per CPU: a drop in softirq can interrupt one in
+	 * process context on the same CPU, mid-update */
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, len);
 }
 
 static __always_inline void ml_count_flow(const struct ml_flow_key *fk, __u32 len, __u8 flags,
@@ -183,9 +196,12 @@ static __always_inline int ml_on_drop(struct sk_buff *skb, __u32 reason, struct 
 	__u8 flags = 0, state = 0;
 	struct net_device *dev;
 
-	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET) ||
-	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
-	    !bpf_map_lookup_elem(&drop_filter, &reason))
+	/* the non-drops are enumerators only where reasons exist (CO-RE guard) */
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) &&
+	    (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET) ||
+	     reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED)))
+		return 0;
+	if (!bpf_map_lookup_elem(&drop_filter, &reason))
 		return 0;
 	fk.reason = reason;
 	ml_parse_packet(skb, &fk, &flags);
@@ -231,16 +247,23 @@ int BPF_PROG(ml_kfree_skb_old, struct sk_buff *skb, void *location, enum skb_dro
 	return ml_on_drop(skb, reason, NULL, true);
 }
 
+/* kernels before 5.17: kfree_skb(skb, location), no reason */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(ml_kfree_skb_noreason, struct sk_buff *skb, void *location)
+{
+	return ml_on_drop(skb, ML_REASON_NOT_SPECIFIED, NULL, true);
+}
+
 /* without tp_btf: the classic tracepoint, whose pointers are plain numbers */
 SEC("tracepoint/skb/kfree_skb")
 int ml_kfree_skb_tp(struct trace_event_raw_kfree_skb *ctx)
 {
+	__u32 reason = ML_REASON_NOT_SPECIFIED;
 	struct sock *rx_sk = NULL;
 
 	if (bpf_core_field_exists(ctx->rx_sk))
 		rx_sk = BPF_CORE_READ(ctx, rx_sk);
-	return ml_on_drop((struct sk_buff *)BPF_CORE_READ(ctx, skbaddr), BPF_CORE_READ(ctx, reason),
-			  rx_sk, false);
+	if (bpf_core_field_exists(ctx->reason))
+		reason = BPF_CORE_READ(ctx, reason);
+	return ml_on_drop((struct sk_buff *)BPF_CORE_READ(ctx, skbaddr), reason, rx_sk, false);
 }
-
-#endif /* MESHLENS_BPF_DROP_H */

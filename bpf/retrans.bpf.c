@@ -1,12 +1,15 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * retrans.h - node-wide TCP retransmissions from the tcp_retransmit_skb and
- * tcp_retransmit_synack tracepoints (included by meshlens.bpf.c): every
- * TCP socket of the node, in every network namespace, not only the
- * observed cgroup's (whose connections carry their own exact
- * total_retrans). Counted in the kernel, in a per-CPU array slot per
- * (family, state); user space names the slots. The tracepoints fire only
- * on retransmissions, so the cost is nothing per packet.
+ * node-retransmits: node-wide TCP retransmissions from the
+ * tcp_retransmit_skb and tcp_retransmit_synack tracepoints: every TCP
+ * socket of the node, in every network namespace, not only the observed
+ * cgroup's (whose connections carry their own exact total_retrans).
+ * Counted in the kernel, in a per-CPU array slot per (family, state); user
+ * space names the slots. The tracepoints fire only on retransmissions, so
+ * the cost is nothing per packet. Optional feature; variants in order:
+ *   tp_btf (sk, skb, err)   recent kernels (6.18 here)
+ *   tp_btf (sk, skb)        before the err argument
+ *   tracepoint/tcp/...      classic, through tracefs
  *
  * What counts: segments handed to the IP layer without error, which is
  * TcpRetransSegs minus TcpExtTCPRetransFail. Where tcp_retransmit_skb has
@@ -14,8 +17,9 @@
  * kernel counted them (-EBUSY: the original still in a host queue), some
  * after (e.g. a netfilter OUTPUT drop); only err == 0 is a segment sent.
  */
-#ifndef MESHLENS_BPF_RETRANS_H
-#define MESHLENS_BPF_RETRANS_H
+#include "maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -117,5 +121,3 @@ int ml_rtx_synack_tp(void *ctx)
 	ml_count_rtx(BPF_CORE_READ(sk, __sk_common.skc_family), TCP_SYN_RECV, 1);
 	return 0;
 }
-
-#endif /* MESHLENS_BPF_RETRANS_H */

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * live-counters: the counters of connections still open, read by user
+ * space every refresh interval without any per-packet hook. Optional
+ * feature; the loader tries the variants in order:
+ *   iter/bpf_sk_storage_map   walks the socket storage itself (5.9+; a
+ *                             map-element iterator, refused on some hosts)
+ *   iter/task_file            walks every open file of every task, all
+ *                             network namespaces: raw counters of each
+ *                             observed TCP socket (bpf_sock_from_file, 5.11+)
+ * Without either, open connections' bytes are counted when they close.
+ *
+ * The map iterator writes one LIVE record per open connection whose
+ * counters moved since the last pass (every one on a full pass). Skipping idle sockets
+ * matters: the storage map has as many buckets as CPUs, and each read()
+ * of the iterator walks its bucket from the start again, so a pass costs
+ * elements x reads — few reads when idle sockets produce no output.
+ */
+#include "conn.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+__u32 iter_full_pass; /* set by user space before a pass */
+
+static __always_inline void ml_live(struct seq_file *seq, struct sock *sk,
+				    struct ml_sock_state *st)
+{
+	struct tcp_probe_info rec;
+	struct tcp_sock *tp;
+
+	if (st->phase != ML_PH_ESTABLISHED)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	__builtin_memset(&rec, 0, sizeof(rec));
+	ml_fill_conn(&rec, tp, st);
+	if (!iter_full_pass && rec.sent_bytes == st->live_sent &&
+	    rec.received_bytes == st->live_received && rec.total_retrans == st->live_retrans)
+		return;
+	st->live_sent = rec.sent_bytes;
+	st->live_received = rec.received_bytes;
+	st->live_retrans = rec.total_retrans;
+	rec.type = ML_REC_CONN_LIVE;
+	rec.state = sk->__sk_common.skc_state;
+	bpf_seq_write(seq, &rec, sizeof(rec));
+}
+
+SEC("iter/bpf_sk_storage_map")
+int ml_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct ml_sock_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+
+	if (st && sk)
+		ml_live(ctx->meta->seq, sk, st);
+	return 0;
+}
+
+/*
+ * iter/task_file: every open file of every task, so every network
+ * namespace. The socket behind a file (bpf_sock_from_file(), 5.11+) is an
+ * untrusted pointer to the helpers on recent kernels — "R2
+ * type=untrusted_ptr_ expected=ptr_, trusted_ptr_, rcu_ptr_" for
+ * bpf_sk_storage_get(), the same for bpf_skc_to_tcp_sock() — so this
+ * variant cannot reach the socket storage. It writes the kernel's raw
+ * counters instead (ML_F_RAW: sequence-space FINs removed, SYN not), keyed
+ * by the socket cookie, and user space subtracts the bases the open record
+ * carried. Sockets without a cookie were never observed (sockops takes
+ * one for every socket it tracks). A socket several processes hold (fork,
+ * SCM_RIGHTS) is written once per holder; user space takes LIVE values as
+ * absolute. Threads sharing their leader's file table are walked once.
+ */
+SEC("iter/task_file")
+int ml_iter_task_file(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct tcp_probe_info rec;
+	struct tcp_sock *tp;
+	struct socket *sock;
+	struct sock *sk;
+	__u64 cookie;
+	__u8 state;
+
+	if (!file)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	cookie = sk->__sk_common.skc_cookie.counter;
+	state = sk->__sk_common.skc_state;
+	if (!cookie || state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_SYN_SENT ||
+	    state == TCP_SYN_RECV)
+		return 0;
+	/* tcp_sock lies beyond the struct sock the verifier knows this as */
+	tp = (struct tcp_sock *)sk;
+	__builtin_memset(&rec, 0, sizeof(rec));
+	rec.type = ML_REC_CONN_LIVE;
+	rec.flags = ML_F_RAW;
+	rec.sock_cookie = cookie;
+	rec.state = state;
+	rec.sent_bytes = BPF_CORE_READ(tp, bytes_acked);
+	rec.received_bytes = BPF_CORE_READ(tp, bytes_received);
+	/* our FIN, once acked, and the peer's, once consumed, are sequence space */
+	if (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT &&
+	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq) && rec.sent_bytes)
+		rec.sent_bytes -= 1;
+	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && rec.received_bytes)
+		rec.received_bytes -= 1;
+	rec.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	rec.close_ns = bpf_ktime_get_ns();
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
+}
