@@ -9,6 +9,7 @@
  * Every string value goes through the escaper, so keys that later carry
  * user-supplied text (workload names) cannot break the line.
  */
+#define _GNU_SOURCE /* strerrorname_np */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -440,6 +441,9 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 	} else {
 		jw_lit(&w, ",\"success\":false");
 		jw_text(&w, "failure", accesslog_failure_name(r->failure));
+		/* the kernel's own word, where the hook that saw it had it */
+		if (r->sk_err && strerrorname_np((int)r->sk_err))
+			jw_text(&w, "error", strerrorname_np((int)r->sk_err));
 	}
 	jw_num(&w, "sent_bytes", r->sent_bytes);
 	jw_num(&w, "received_bytes", r->received_bytes);

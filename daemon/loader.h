@@ -50,7 +50,7 @@ struct ml_feature {
 	const char *name;            /* "live-counters", ... */
 	enum ml_feature_state state;
 	const char *hook;            /* serving hook; NULL when off */
-	char reason[256];            /* refusals ("hook: errno; ..."), or why off */
+	char reason[768];            /* refusals ("hook: errno; ..."), or why off */
 };
 
 struct ml_bpf {

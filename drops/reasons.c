@@ -508,9 +508,21 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 	}
 	t = find_enum(btf, "skb_drop_reason");
 	if (!t) {
-		set_err(err, errlen, "BTF %s has no enum skb_drop_reason (kernel before 5.17?)",
-			where);
-		ret = -ENOENT;
+		/*
+		 * Before 5.17 kfree_skb() gave no reason: every drop is
+		 * NOT_SPECIFIED, as the kernel says where reasons exist (2),
+		 * and counted by default (it is the only one).
+		 */
+		ret = vec_push(&drops, 2, "NOT_SPECIFIED", "other", false);
+		if (!ret)
+			ret = finish(&drops, &nondrops, &n);
+		if (ret) {
+			set_err(err, errlen, "loading drop reasons: %s", strerror(-ret));
+			goto cleanup;
+		}
+		r->v = drops.v;
+		r->n = n;
+		drops.v = NULL;
 		goto cleanup;
 	}
 	ret = load_core(btf, t, &drops, &nondrops, err, errlen);

@@ -336,7 +336,7 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 {
 	static const char *const keys_all[] = {
 		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
-		"dst_addr", "dst_port", "family", "success", "failure", "sent_bytes",
+		"dst_addr", "dst_port", "family", "success", "failure", "error", "sent_bytes",
 		"received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
 		"segs_out", "lost", "state", "sock_cookie", "drops", "last_drop_reason", NULL,
 	};
@@ -368,6 +368,9 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 		const char *key = keys_all[i];
 
 		if (!strcmp(key, "failure") && r->conn_success)
+			continue;
+		if (!strcmp(key, "error") && (r->conn_success || !r->sk_err ||
+					      !strerrorname_np((int)r->sk_err)))
 			continue;
 		if (!strcmp(key, "drops") && !(r->flags & ML_F_DROPS))
 			continue;
@@ -406,6 +409,8 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 		die("success", NULL);
 	if (!r->conn_success)
 		want_str(o, "failure", accesslog_failure_name(r->failure));
+	if (!r->conn_success && r->sk_err && strerrorname_np((int)r->sk_err))
+		want_str(o, "error", strerrorname_np((int)r->sk_err));
 	want_num(line, o, "sent_bytes", r->sent_bytes);
 	want_num(line, o, "received_bytes", r->received_bytes);
 	want_num(line, o, "srtt_us", r->srtt_us);

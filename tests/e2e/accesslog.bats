@@ -115,15 +115,50 @@ teardown() { ml_teardown; }
 	[ "$output" = "[false,\"timeout\",\"10.213.0.1\",8080,\"SYN_SENT\",$dropped,$((dropped - 1))]" ]
 }
 
-@test "locally failing connect (no route in a namespace with only lo): failure unreachable" {
+# check_local_failure: a connect() that fails before any SYN (no route in a
+# namespace with only lo), through whichever hook --probe says serves
+# connect failures under this environment: fexit has the exact errno,
+# sock_release reports it at close() without one, off logs nothing
+check_local_failure() {
+	local hook
+	hook=$("$MESHLENS" --probe | awk '$1 == "connect-failures" { print $3 }')
+	echo "connect-failures: $hook"
 	ns=mlnr$$; NETNS+=("$ns")
 	ip netns add "$ns"
 	start_daemon
+	grep -q "connect-failures=${hook/#-/off}" "$T/daemon.err"
 	traffic_in_netns "$ns" connect 198.51.100.7 443
 	[ "$(jq -r .outcome "$T/truth.json")" = unreachable ]
-	wait_records 1
-	run jq -c '[.success, .failure, .direction, .dst_addr, .dst_port, .family, .sent_bytes]' "$T/access.log"
-	[ "$output" = '[false,"unreachable","outbound","198.51.100.7",443,"ipv4",0]' ]
+	# and one connection that works, after it: it is logged either way
+	traffic many 127.0.0.1 1
+	case $hook in
+	fexit/*)
+		wait_records 3
+		run jq -c 'select(.success == false) | [.failure, .error, .direction, .dst_addr, .dst_port, .family, .sent_bytes]' "$T/access.log"
+		[ "$output" = '["unreachable","ENETUNREACH","outbound","198.51.100.7",443,"ipv4",0]' ] ;;
+	cgroup/sock_release)
+		wait_records 3
+		run jq -c 'select(.success == false) | [.failure, has("error"), .direction, .dst_addr, .dst_port, .family, .sent_bytes]' "$T/access.log"
+		[ "$output" = '["unreachable",false,"outbound","198.51.100.7",443,"ipv4",0]' ] ;;
+	-)
+		wait_records 2
+		[ "$(jq -s 'map(select(.success == false)) | length' "$T/access.log")" = 0 ] ;;
+	*) echo "unknown hook $hook" >&2; false ;;
+	esac
+}
+
+@test "locally failing connect (no route in a namespace with only lo): failure unreachable, with the errno where fexit serves" {
+	check_local_failure
+}
+
+@test "locally failing connect through cgroup/sock_release (fexit refused): failure unreachable, no errno" {
+	export MESHLENS_TEST_REFUSE=fexit
+	check_local_failure
+}
+
+@test "locally failing connect with every connect-failure hook refused: not logged; connections still are" {
+	export MESHLENS_TEST_REFUSE=fexit,cgroup/sock_release
+	check_local_failure
 }
 
 @test "processes outside the observed cgroup produce no records" {
@@ -157,10 +192,13 @@ teardown() { ml_teardown; }
 
 @test "programs stay attached through pinned links after exit; --detach removes everything" {
 	start_daemon
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = 4 ]
+	# sock_release too where it serves connect failures (no trampolines)
+	n=3
+	grep -q 'connect-failures=cgroup/sock_release' "$T/daemon.err" && n=4
+	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = "$n" ]
 	stop_daemon
 	# still observing: what closes now waits in the pinned ringbuf
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = 4 ]
+	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = "$n" ]
 	[ -e "$PIN/events" ] && [ -e "$PIN/sk_states" ]
 	run "$MESHLENS" --detach --pin-path "$PIN"
 	[ "$status" = 0 ]

@@ -6,13 +6,57 @@ load helpers
 setup() { ml_setup; }
 teardown() { ml_teardown; }
 
-@test "--probe names the hook serving each feature on this kernel" {
+@test "--probe names the hook serving each feature on this kernel, or why it is off; exit 0" {
 	run "$MESHLENS" --probe
+	echo "$output"
 	[ "$status" = 0 ]
-	[[ "$output" == *"connections"*"sockops"* ]]
-	[[ "$output" == *"connect-attempts"*"cgroup/connect4+cgroup/connect6"* ]]
-	# this kernel refuses trampolines; kernels that allow them use fexit
-	[[ "$output" =~ connect-failures\ +(fexit/tcp_v4_connect|cgroup/sock_release) ]]
+	# one line per feature: name, state, hook ("-" when off), (why)
+	[ "$(awk '{ print $1 }' <<<"$output" | tr '\n' ' ')" = \
+	  "connections connect-attempts live-counters connect-failures packet-drops node-retransmits " ]
+	[ -z "$(awk '$2 != "on" && $2 != "fallback" && $2 != "off"' <<<"$output")" ]
+	[ -z "$(awk '$2 == "off" && $3 != "-"' <<<"$output")" ]
+	[[ "$output" == *"connections        on        sockops"* ]]
+	[[ "$output" == *"connect-attempts   on        cgroup/connect4+cgroup/connect6"* ]]
+	# what this kernel allows decides the variant; each is exercised below
+	[[ "$output" =~ connect-failures\ +(on\ +fexit/tcp_v4_connect\+fexit/tcp_v6_connect|fallback\ +cgroup/sock_release) ]]
+	[[ "$output" =~ live-counters\ +(on\ +iter/bpf_sk_storage_map|fallback\ +iter/task_file) ]]
+	[[ "$output" == *"packet-drops       off       -  (off by default: --drops)"* ]]
+}
+
+# probe_line FEATURE [env...]: the --probe line of FEATURE under the given environment
+probe_line() {
+	local feature=$1; shift
+	env "$@" "$MESHLENS" --probe --drops | awk -v f="$feature" '$1 == f'
+}
+
+@test "MESHLENS_TEST_REFUSE: each feature falls back variant by variant, or off, and nothing else moves" {
+	run probe_line live-counters MESHLENS_TEST_REFUSE=ml_iter_live
+	[[ "$output" == "live-counters      fallback  iter/task_file  (iter/bpf_sk_storage_map: Operation not permitted"* ]]
+	run probe_line live-counters MESHLENS_TEST_REFUSE=iter
+	[[ "$output" == "live-counters      off       -  ("*"iter/task_file: Operation not permitted (MESHLENS_TEST_REFUSE); bytes of open connections counted when they close)" ]]
+	run probe_line connect-failures MESHLENS_TEST_REFUSE=fexit
+	[[ "$output" == "connect-failures   fallback  cgroup/sock_release  (fexit/tcp_v4_connect+fexit/tcp_v6_connect: Operation not permitted"* ]]
+	run probe_line connect-failures MESHLENS_TEST_REFUSE=fexit,cgroup/sock_release
+	[[ "$output" == "connect-failures   off       -  ("*"a connect() failing before any SYN is not logged)" ]]
+	run probe_line packet-drops MESHLENS_TEST_REFUSE=ml_kfree_skb
+	[[ "$output" == "packet-drops       fallback  tp_btf/kfree_skb  (tp_btf/kfree_skb: Operation not permitted (MESHLENS_TEST_REFUSE); no rx_sk"* ]]
+	run probe_line packet-drops MESHLENS_TEST_REFUSE=tp_btf
+	[[ "$output" == "packet-drops       fallback  tracepoint/skb/kfree_skb  ("* ]]
+	run probe_line node-retransmits MESHLENS_TEST_REFUSE=tp_btf,tracepoint
+	[[ "$output" == "node-retransmits   off       -  ("*"no node-wide retransmission counts)" ]]
+	# everything optional refused: the core still serves, --probe exits 0
+	run env MESHLENS_TEST_REFUSE=iter,fexit,cgroup/sock_release,tp_btf,tracepoint "$MESHLENS" --probe --drops
+	[ "$status" = 0 ]
+	[ "$(awk '$2 == "off"' <<<"$output" | wc -l)" = 4 ]
+	[[ "$output" == *"connections        on        sockops"* ]]
+}
+
+@test "a refused core program: exit 1, one line naming it, nothing pinned or attached" {
+	run env MESHLENS_TEST_REFUSE=ml_sockops "$MESHLENS" --pin-path "$PIN" -g "$CG" -m off
+	[ "$status" = 1 ]
+	[ "${lines[0]}" = "meshlens: loading the core BPF program ml_sockops: Operation not permitted (MESHLENS_TEST_REFUSE)" ]
+	[ ! -e "$PIN" ]
+	[ -z "$(bpftool cgroup show "$CG")" ]
 }
 
 @test "--gen-config round-trips through -c" {

@@ -217,9 +217,22 @@ teardown() {
 	expect_in "$T/m" 2 meshlens_tcp_connections_opened_total
 }
 
-@test "bytes of an open connection advance while it is open, exact after close (no double count), past 4 GiB (no 32-bit wrap)" {
+# check_live_bytes: a connection moving more than 2^32 bytes, held open:
+# through whichever hook --probe says serves live counters under this
+# environment, its bytes advance while it is open (off: only at close), and
+# are exact after close, counted once, in metrics and access log
+check_live_bytes() {
+	local hook
+	hook=$("$MESHLENS" --probe | awk '$1 == "live-counters" { print $3 }')
+	echo "live-counters: $hook"
 	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
 	start_metrics_daemon -c "$T/c.json"
+	scrape_to "$T/m"
+	if [ "$hook" = - ]; then
+		expect_in "$T/m" 1 meshlens_feature_info 'feature="live-counters"' 'state="off"' 'hook="none"'
+	else
+		expect_in "$T/m" 1 meshlens_hook_info 'feature="live-counters"' "hook=\"$hook\""
+	fi
 	# the client sends more than 2^32 bytes (1.5 s on loopback here)
 	c=4400000000 s=7000000
 	traffic_bg pairs 127.0.0.1 "$c:$s" --hold-ms 4000
@@ -236,8 +249,15 @@ teardown() {
 		fi
 		sleep 0.1
 	done
-	kill -0 "$TOOL"		# still open when that scrape was taken
-	[ -n "$seen" ] || { echo "live bytes never reached $c/$s:" >&2; grep bytes "$T/m" >&2; false; }
+	kill -0 "$TOOL"		# still open when the last scrape was taken
+	if [ "$hook" = - ]; then
+		# nothing advances while open: bytes are counted at close
+		[ -z "$seen" ]
+		expect_in "$T/m" 0 meshlens_tcp_sent_bytes_total
+		expect_in "$T/m" 0 meshlens_tcp_received_bytes_total
+	else
+		[ -n "$seen" ] || { echo "live bytes never reached $c/$s:" >&2; grep bytes "$T/m" >&2; false; }
+	fi
 	expect_in "$T/m" 0 meshlens_tcp_connections_closed_total
 	wait "$TOOL"
 	port=$(truth_port)
@@ -248,6 +268,8 @@ teardown() {
 	# a few refresh intervals later nothing was counted twice
 	sleep 0.6
 	scrape_to "$T/m"
+	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $o
+	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $i
 	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total $o
 	expect_in "$T/m" "$(truth_sum client_received)" meshlens_tcp_received_bytes_total $o
 	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total $i
@@ -259,6 +281,20 @@ teardown() {
 	wait_records 2
 	check_conns
 	[ "$(jq -s 'map(select(.direction == "outbound"))[0].sent_bytes' "$T/access.log")" = "$c" ]
+}
+
+@test "bytes of an open connection advance while it is open, exact after close (no double count), past 4 GiB (no 32-bit wrap)" {
+	check_live_bytes
+}
+
+@test "live counters through iter/task_file (map-element iterators refused): the same exact bytes" {
+	export MESHLENS_TEST_REFUSE=ml_iter_live
+	check_live_bytes
+}
+
+@test "live counters with every iterator refused: off, bytes exact at close, said by the metrics" {
+	export MESHLENS_TEST_REFUSE=iter
+	check_live_bytes
 }
 
 @test "retransmissions (random drops in a test namespace) equal the namespace's TcpRetransSegs" {
@@ -378,12 +414,12 @@ check_node_retrans() {
 @test "node-wide retransmissions through the tp_btf program of the older prototype (no err): loads, attaches, counts" {
 	# on this kernel it also sees failed attempts (it cannot read err):
 	# with incoming drops only, every retransmission is sent
-	export MESHLENS_TP_BTF_OLD=1 ML_RTX_INPUT_ONLY=1
+	export MESHLENS_TEST_REFUSE=ml_rtx_skb ML_RTX_INPUT_ONLY=1
 	check_node_retrans tp_btf/tcp_retransmit_skb+tp_btf/tcp_retransmit_synack ml_rtx_skb_old
 }
 
 @test "node-wide retransmissions through the classic tracepoints (where tp_btf is refused): the same counts" {
-	export MESHLENS_CLASSIC_TRACEPOINTS=1
+	export MESHLENS_TEST_REFUSE=tp_btf
 	check_node_retrans tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack
 }
 
@@ -402,12 +438,18 @@ check_node_retrans() {
 	# every feature --probe names has its hook_info series, value 1
 	run "$MESHLENS" --probe
 	[ "$status" = 0 ]
-	while read -r feature hook rest; do
+	while read -r feature state hook _; do
+		expect_in "$T/m" 1 meshlens_feature_info "feature=\"$feature\"" "state=\"$state\"" \
+			"hook=\"${hook/#-/none}\""
 		# a feature that is off (drops without --drops) has no hook serving it
-		[[ "$rest" == *"off by default"* ]] && continue
+		if [ "$state" = off ]; then
+			[ "$(samples_in count "$T/m" meshlens_hook_info "feature=\"$feature\"")" = 0 ]
+			continue
+		fi
 		expect_in "$T/m" 1 meshlens_hook_info "feature=\"$feature\"" "hook=\"$hook\""
 		[ "$(samples_in count "$T/m" meshlens_hook_info "feature=\"$feature\"")" = 1 ]
 	done <<<"$output"
+	[ "$(samples_in count "$T/m" meshlens_feature_info)" = 6 ]
 	[ -z "$(awk '/^meshlens_hook_info[{ ]/ && $NF != 1' "$T/m")" ]
 	# build info carries the version -V prints
 	version=$("$MESHLENS" -V | awk '{ print $NF }')

@@ -135,6 +135,7 @@ struct want {
 	const char *time, *start_time, *direction, *src_addr, *dst_addr, *family;
 	const char *failure; /* NULL: the key must be absent */
 	const char *state;
+	const char *error;   /* NULL: the key must be absent */
 };
 
 static void want_str(const cJSON *o, const char *key, const char *val)
@@ -161,7 +162,7 @@ static void check_line(const char *line, int n, const struct tcp_probe_info *r,
 {
 	const char *keys[] = {
 		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
-		"dst_addr", "dst_port", "family", "success", "failure", "sent_bytes",
+		"dst_addr", "dst_port", "family", "success", "failure", "error", "sent_bytes",
 		"received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
 		"segs_out", "lost", "state", "sock_cookie", NULL,
 	};
@@ -180,6 +181,8 @@ static void check_line(const char *line, int n, const struct tcp_probe_info *r,
 
 	cJSON_ArrayForEach(item, o) {
 		if (!w->failure && !strcmp(keys[i], "failure"))
+			i++;
+		if (!w->error && !strcmp(keys[i], "error"))
 			i++;
 		assert_non_null(keys[i]);
 		assert_string_equal(item->string, keys[i]);
@@ -200,6 +203,8 @@ static void check_line(const char *line, int n, const struct tcp_probe_info *r,
 	assert_true(r->conn_success ? cJSON_IsTrue(item) : cJSON_IsFalse(item));
 	if (w->failure)
 		want_str(o, "failure", w->failure);
+	if (w->error)
+		want_str(o, "error", w->error);
 	want_num(o, "sent_bytes", r->sent_bytes);
 	want_num(o, "received_bytes", r->received_bytes);
 	want_num(o, "srtt_us", r->srtt_us);
@@ -371,6 +376,22 @@ static void test_failed_record(void **state)
 	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
 	assert_non_null(strstr(buf,
 			       ",\"success\":false,\"failure\":\"refused\",\"sent_bytes\":0,"));
+	/* the errno, by its name, where the kernel gave one */
+	r.sk_err = 111;
+	w.failure = "refused";
+	w.error = "ECONNREFUSED";
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	check_line(buf, n, &r, &w);
+	assert_non_null(strstr(buf, ",\"failure\":\"refused\",\"error\":\"ECONNREFUSED\","));
+	r.sk_err = 101;
+	r.failure = ML_FAIL_UNREACHABLE;
+	w.failure = "unreachable";
+	w.error = "ENETUNREACH";
+	n = accesslog_format(&r, &clk2026, buf, sizeof(buf));
+	check_line(buf, n, &r, &w);
+	/* success: no error key either, whatever sk_err holds */
+	w.error = NULL;
+	r.failure = ML_FAIL_REFUSED;
 
 	/* success: no failure key, whatever the field holds */
 	r.conn_success = 1;
