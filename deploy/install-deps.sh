@@ -7,7 +7,8 @@ set -euo pipefail
 BUILD_PKGS="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcjson-dev libnl-3-dev libnl-route-3-dev libmicrohttpd-dev libcap-dev pkg-config"
 TEST_PKGS="libclang-rt-14-dev libcmocka-dev bats iproute2 iptables procps curl jq gzip prometheus
-  yamllint shellcheck systemd strace logrotate"
+  yamllint shellcheck systemd strace logrotate
+  qemu-system-x86 busybox-static kmod cpio xz-utils zstd"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--build-only" ] || want="$want $TEST_PKGS"

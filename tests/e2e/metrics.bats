@@ -239,7 +239,16 @@ check_live_bytes() {
 	out='direction="outbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	in='direction="inbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	seen=""
+	if [ "$hook" = - ]; then
+		# until the kernel says the client's bytes passed 2^32 (ss), while open
+		for _ in $(seq 100); do
+			ss -Htin state established | grep -qE 'bytes_acked:[0-9]{10,}' && break
+			sleep 0.1
+		done
+		scrape_to "$T/m"
+	fi
 	for _ in $(seq 60); do
+		[ "$hook" = - ] && break
 		if scrape_to "$T/m" &&
 		   [ "$(samples_in sum "$T/m" meshlens_tcp_sent_bytes_total $out)" = "$c" ] &&
 		   [ "$(samples_in sum "$T/m" meshlens_tcp_received_bytes_total $out)" = "$s" ] &&
