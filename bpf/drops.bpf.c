@@ -25,6 +25,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define ML_REASON_NOT_SPECIFIED 2
 
+/*
+ * Tracing programs may look up socket storage from 5.11 on: the loader
+ * clears this for a variant that must load without (the verifier then
+ * never sees the call, the branch being dead).
+ */
+const volatile bool sk_storage = true;
+
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 /* macros in the uapi headers, absent from vmlinux.h */
@@ -221,7 +228,7 @@ static __always_inline int ml_on_drop(struct sk_buff *skb, __u32 reason, struct 
 	if (sk && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
 		state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	/* per-connection attribution needs a BTF socket (not the classic tracepoint) */
-	if (sk && btf_sock)
+	if (sk && btf_sock && sk_storage)
 		st = bpf_sk_storage_get(&sk_states, sk, 0, 0);
 	if (st) {
 		__sync_fetch_and_add(&st->drops, 1);

@@ -124,6 +124,8 @@ struct ml_variant {
 	const char *tp;       /* tp_btf: this tracepoint's BTF prototype ... */
 	int min_params;       /* ... must have at least this many parameters */
 	bool tracefs;         /* a classic tracepoint: tracefs must be mounted */
+	bool no_sk_storage;   /* without the socket-storage lookup (tracing programs
+			       * may use it from 5.11 on) */
 	const char *note;     /* said by --probe when it serves (a fallback's cost) */
 };
 
@@ -134,7 +136,8 @@ struct ml_feature_def {
 	int n_variants;
 	void *(*open)(struct bpf_object **obj);
 	void (*destroy)(void *skel);
-	void (*prepare)(void *skel, const struct ml_bpf *b); /* before load; may be NULL */
+	/* before load (rodata); may be NULL */
+	void (*prepare)(void *skel, const struct ml_bpf *b, const struct ml_variant *v);
 };
 
 #define ML_SKEL_OPS(n)                                                                 \
@@ -153,9 +156,16 @@ ML_SKEL_OPS(failures)
 ML_SKEL_OPS(drops)
 ML_SKEL_OPS(retrans)
 
-static void failures_prepare(void *skel, const struct ml_bpf *b)
+static void failures_prepare(void *skel, const struct ml_bpf *b, const struct ml_variant *v)
 {
+	(void)v;
 	((struct failures_bpf *)skel)->rodata->wakeup_bytes = b->wakeup_bytes;
+}
+
+static void drops_prepare(void *skel, const struct ml_bpf *b, const struct ml_variant *v)
+{
+	(void)b;
+	((struct drops_bpf *)skel)->rodata->sk_storage = !v->no_sk_storage;
 }
 
 static const struct ml_variant live_variants[] = {
@@ -178,6 +188,10 @@ static const struct ml_variant drop_variants[] = {
 	  .min_params = 4, .note = "no rx_sk: an arriving packet's socket only through skb->sk" },
 	{ .hook = "tp_btf/kfree_skb", .progs = { "ml_kfree_skb_noreason" }, .tp = "kfree_skb",
 	  .min_params = 3, .note = "this kernel gives no drop reason: every drop is NOT_SPECIFIED" },
+	{ .hook = "tp_btf/kfree_skb", .progs = { "ml_kfree_skb_noreason" }, .tp = "kfree_skb",
+	  .min_params = 3, .no_sk_storage = true,
+	  .note = "this kernel gives no drop reason: every drop is NOT_SPECIFIED; no "
+		  "per-connection drop counts (no socket storage from tracing programs)" },
 	{ .hook = "tracepoint/skb/kfree_skb", .progs = { "ml_kfree_skb_tp" }, .tracefs = true,
 	  .note = "no per-connection drop counts" },
 };
@@ -201,7 +215,8 @@ static const struct ml_feature_def features[ML_FEATURES] = {
 	ML_FEATURE(ML_FEAT_FAILURES, "connect-failures",
 		   "a connect() failing before any SYN is not logged", failure_variants, failures,
 		   failures_prepare),
-	ML_FEATURE(ML_FEAT_DROPS, "packet-drops", "no drop tracing", drop_variants, drops, NULL),
+	ML_FEATURE(ML_FEAT_DROPS, "packet-drops", "no drop tracing", drop_variants, drops,
+		   drops_prepare),
 	ML_FEATURE(ML_FEAT_RETRANS, "node-retransmits", "no node-wide retransmission counts",
 		   rtx_variants, retrans, NULL),
 };
@@ -333,7 +348,7 @@ static int try_variant(struct ml_bpf *b, const struct ml_feature_def *def,
 			break;
 	}
 	if (!err && def->prepare)
-		def->prepare(skel, b);
+		def->prepare(skel, b, v);
 	if (!err)
 		err = bpf_object__load(obj);
 	if (!err)
