@@ -111,7 +111,9 @@ bad() {
 	bad "no_such_key" -c "$T/bad3.json"
 	bad "No such file" -c "$T/missing.json"
 	bad "metrics-addr" -m nonsense
-	bad "not a cgroup v2 directory" -g /sys/fs/cgroup/memory -o off --pin-path "$PIN"
+	# a cgroup v1 hierarchy, where the host has one (hybrid mode)
+	v1=$(awk '$0 ~ / - cgroup / { print $5; exit }' /proc/self/mountinfo)
+	[ -z "$v1" ] || bad "not a cgroup v2 directory" -g "$v1" -o off --pin-path "$PIN"
 	echo '{"ringbuf_bytes": 1000}' >"$T/bad4.json"
 	bad "ringbuf_bytes" -c "$T/bad4.json"
 	echo '{"drain_interval_ms": "fast"}' >"$T/bad5.json"
