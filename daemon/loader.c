@@ -526,12 +526,23 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	}
 	btf__free(btf);
 	b->n_feature_links = b->n_links;
-	if (ml_bpf_on(b, ML_FEAT_DROPS)) { /* records carry the socket's drops */
+	if (ml_bpf_drops_per_conn(b)) { /* records carry the socket's drops */
 		b->core->bss->ml_drops_on = 1;
 		if (b->skel[ML_FEAT_LIVE])
 			((struct live_bpf *)b->skel[ML_FEAT_LIVE])->bss->ml_drops_on = 1;
 	}
 	return 0;
+}
+
+bool ml_bpf_drops_per_conn(const struct ml_bpf *b)
+{
+	const struct ml_variant *v;
+
+	if (b->variant[ML_FEAT_DROPS] < 0)
+		return false;
+	v = &drop_variants[b->variant[ML_FEAT_DROPS]];
+	/* the classic tracepoint's socket is a plain number to the helpers */
+	return !v->tracefs && !v->no_sk_storage;
 }
 
 /* ---- attach ---------------------------------------------------------------------- */

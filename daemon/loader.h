@@ -112,6 +112,9 @@ static inline bool ml_bpf_on(const struct ml_bpf *b, enum ml_feature_id f)
 	return b->table[f].state != ML_FS_OFF;
 }
 
+/* Drop tracing counts drops per connection too (records carry "drops"). */
+bool ml_bpf_drops_per_conn(const struct ml_bpf *b);
+
 /* Destroy every link (programs stop running; maps stay readable). */
 void ml_bpf_detach(struct ml_bpf *b);
 
