@@ -60,6 +60,7 @@ probe_line() {
 	[ -z "$(bpftool cgroup show "$CG")" ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--gen-config round-trips through -c" {
 	run "$MESHLENS" --gen-config
 	[ "$status" = 0 ]
@@ -131,12 +132,14 @@ bad() {
 	[ ! -e foo ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "not root: exit 2 and says why" {
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$MESHLENS" -g "$CG" -o off
 	[ "$status" = 2 ]
 	[[ "$output" == *"must run as root"* ]]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--version and --help" {
 	run "$MESHLENS" --version
 	[ "$status" = 0 ]
@@ -149,6 +152,7 @@ bad() {
 	done
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "SIGHUP reopens the access log after it was moved away" {
 	start_daemon
 	traffic many 127.0.0.1 1

@@ -419,6 +419,7 @@ check_netfilter_ingress() {
 		and .module == "l3.netfilter" and .netns == '"$NS_INODE"
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--metadata: drops by the local end's workload (ingress: destination, egress: source) equal the rules' counts; drop lines name both ends" {
 	make_ns
 	ip -n "$NS" addr add 10.213.0.2/32 dev lo
@@ -650,6 +651,7 @@ wait_drop_packets_egress() {
 	[ "$(list_field NO_SOCKET 5)" = on ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--exclude l3.netfilter: the iptables drops never appear, NO_SOCKET ones still do" {
 	make_ns
 	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
@@ -669,6 +671,7 @@ wait_drop_packets_egress() {
 	[ "$(drops nf '.reason == "NETFILTER_DROP" or ('"$FLOW"')' | jq length)" = 0 ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--include NETFILTER_DROP --include NO_SOCKET --exclude NO_SOCKET: exclude wins, nothing else is counted" {
 	make_ns
 	in_ns iptables -A INPUT -p udp --dport 9999 -j DROP
@@ -691,6 +694,7 @@ wait_drop_packets_egress() {
 	[ "$(drops sctp "$FLOW" | jq length)" = 0 ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "--include/--exclude of an unknown drop point: exit 2, one line naming it, nothing attached" {
 	for opt in --include --exclude; do
 		run timeout 10 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off --drops "$opt" nonsense

@@ -76,6 +76,7 @@ teardown() {
 
 # --- exposition format ---------------------------------------------------------
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "/metrics without traffic: 200, text format 0.0.4, promtool accepts it silently" {
 	start_metrics_daemon
 	curl -sS --max-time 5 -D "$T/headers" -o "$T/body" "$MURL/metrics"
@@ -85,6 +86,7 @@ teardown() {
 	promtool_ok "$T/body"
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "/metrics after traffic (connections, refused connects, IPv6): promtool accepts it silently" {
 	start_metrics_daemon
 	traffic many 127.0.0.1 10 --base-bytes 500
@@ -474,6 +476,7 @@ check_node_retrans() {
 
 # --- HTTP behaviour --------------------------------------------------------------
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "/healthz, landing page, 404, and malformed requests do not hurt the daemon" {
 	start_metrics_daemon
 	# healthy as soon as ready was printed
@@ -507,6 +510,7 @@ check_node_retrans() {
 	kill -0 "$DAEMON_PID"
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "gzip: the compressed body is the plain body" {
 	start_metrics_daemon
 	traffic many 127.0.0.1 10
@@ -528,6 +532,7 @@ check_node_retrans() {
 	[ -z "$(header "$T/h2" content-encoding)" ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "50 concurrent scrapes while traffic flows: all 200, and no record lost" {
 	start_metrics_daemon
 	traffic_bg many 127.0.0.1 300 --interval-ms 3
@@ -553,6 +558,7 @@ check_node_retrans() {
 
 # --- start-up -----------------------------------------------------------------------
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "-m off serves nothing" {
 	default_free=""
 	[ -z "$(ss -Htan '( sport = :2112 )')" ] && default_free=1
@@ -568,6 +574,7 @@ check_node_retrans() {
 	check_conns
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "metrics port already in use: exit 2, one line naming the address, nothing attached" {
 	port=$(free_port)
 	bg "$MLTRAFFIC" serve 127.0.0.1 "$port" >"$T/serve.json"
@@ -585,6 +592,7 @@ check_node_retrans() {
 
 # --- a real Prometheus ---------------------------------------------------------------
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "a real Prometheus server scrapes meshlens" {
 	command -v prometheus >/dev/null || { echo "prometheus is not installed (make deps)" >&2; false; }
 	start_metrics_daemon

@@ -46,6 +46,7 @@ start_with_config() {
 	[ "$(metric meshlens_events_lost_total 'source="ringbuf"')" = "$lost" ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "disk full: the daemon survives, counts every line it could not write, says so rarely, resumes" {
 	TMPFS=$T/full
 	mkdir "$TMPFS"
@@ -101,6 +102,7 @@ start_with_config() {
 	[[ "$output" == *"no-such-user-here"* ]]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "1000 idle connections to the metrics port do not stall record processing" {
 	start_with_config '{}'
 	"$BUILD/mlpkt" connect-flood 127.0.0.1 "$MPORT" 1000 --hold-ms 4000 >/dev/null &
@@ -112,6 +114,7 @@ start_with_config() {
 	kill "$IDLE_PID" 2>/dev/null; IDLE_PID=""
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "size rotation while traffic flows: gzip'd files, every line exactly once, none split, mode 0640" {
 	start_with_config '{"log_max_size_kb": 16, "log_max_files": 1000}'
 	traffic many 127.0.0.1 500 --interval-ms 1

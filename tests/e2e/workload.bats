@@ -90,6 +90,7 @@ wait_err() {
 	[ "$status" = 0 ] || { cat "$T/access.log"; false; }
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "bad metadata file at start: exit 2, one line naming the file" {
 	echo '{"workloads": [{"ips": ["10.0.0.300"], "workload": "x"}]}' >"$T/md.json"
 	run "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access.log" -m off --metadata "$T/md.json"
@@ -102,6 +103,7 @@ wait_err() {
 	[[ "$output" == *"$T/none.json"* ]]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "bad metadata file at reload: old names stay, one line on stderr" {
 	write_md wa wb
 	start_daemon --metadata "$T/md.json"
@@ -133,6 +135,7 @@ wl() {
 		"dst_workload=\"$3\" dst_namespace=\"ns-$3\""
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "workload metrics: both ends named, exact counts; a rename names new connections and never splits an open one" {
 	write_md wa wb
 	start_metrics_daemon --metadata "$T/md.json"
@@ -173,6 +176,7 @@ wl() {
 	promtool check metrics <"$T/m"
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "ip_pair_metrics false: no IP label anywhere; without --metadata no workload families" {
 	write_md wa wb
 	echo '{"ip_pair_metrics": false}' >"$T/c.json"
