@@ -31,6 +31,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * never sees the call, the branch being dead).
  */
 const volatile bool sk_storage = true;
+/* the drop_flows epoch new counts go to; user space flips it (probe.h) */
+__u8 flow_epoch;
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -235,6 +237,7 @@ static __always_inline int ml_on_drop(struct sk_buff *skb, __u32 reason, struct 
 		st->last_drop_reason = reason;
 	}
 	ml_count_drop(&fk, BPF_CORE_READ(skb, len));
+	fk.epoch = flow_epoch;
 	ml_count_flow(&fk, BPF_CORE_READ(skb, len), flags, state, st ? st->sock_cookie : 0);
 	return 0;
 }

@@ -173,7 +173,10 @@ _Static_assert(sizeof(struct ml_drop_val) == 16, "ml_drop_val ABI size");
 
 /*
  * Hash `drop_flows`: drops per flow, rebuilt from the packet. User space
- * takes entries out (lookup-and-delete) every refresh and logs them.
+ * takes entries out (lookup-and-delete) every refresh and logs them — only
+ * those of the epoch that stopped being written a whole refresh ago: an
+ * entry deleted while a program on another CPU is adding to it would lose
+ * that packet (seen on a slow VM: 10 of 11 drops logged).
  */
 struct ml_flow_key {
 	__u8 src_addr[ML_ADDR_LEN]; /* packet source, v4-mapped for IPv4 */
@@ -186,7 +189,7 @@ struct ml_flow_key {
 	__u8 l4proto;               /* IPPROTO_* */
 	__u8 family;                /* AF_INET, AF_INET6 */
 	__u8 direction;             /* enum ml_drop_dir */
-	__u8 pad;
+	__u8 epoch;                 /* drops.bpf.c's flow_epoch when counted (0/1) */
 };
 _Static_assert(sizeof(struct ml_flow_key) == 52, "ml_flow_key ABI size");
 

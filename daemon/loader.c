@@ -534,6 +534,21 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	return 0;
 }
 
+int ml_bpf_flow_epoch(const struct ml_bpf *b)
+{
+	const struct drops_bpf *d = b->skel[ML_FEAT_DROPS];
+
+	return d ? d->bss->flow_epoch : 0;
+}
+
+void ml_bpf_flip_flow_epoch(struct ml_bpf *b)
+{
+	struct drops_bpf *d = b->skel[ML_FEAT_DROPS];
+
+	if (d)
+		__atomic_store_n(&d->bss->flow_epoch, d->bss->flow_epoch ^ 1, __ATOMIC_RELEASE);
+}
+
 bool ml_bpf_drops_per_conn(const struct ml_bpf *b)
 {
 	const struct ml_variant *v;

@@ -112,6 +112,10 @@ static inline bool ml_bpf_on(const struct ml_bpf *b, enum ml_feature_id f)
 	return b->table[f].state != ML_FS_OFF;
 }
 
+/* The drop_flows epoch the kernel writes now (probe.h), and the switch to the other. */
+int ml_bpf_flow_epoch(const struct ml_bpf *b);
+void ml_bpf_flip_flow_epoch(struct ml_bpf *b);
+
 /* Drop tracing counts drops per connection too (records carry "drops"). */
 bool ml_bpf_drops_per_conn(const struct ml_bpf *b);
 

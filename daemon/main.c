@@ -255,7 +255,10 @@ static void refresh_live(struct ml_daemon *d)
 	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC), full);
 drops:
 	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS)) {
-		drops_collect(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FLOWS), &d->reasons, on_drop_flow, d);
+		/* the epoch written until the last pass, then the kernel moves on */
+		drops_collect(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FLOWS), ml_bpf_flow_epoch(&d->bpf) ^ 1,
+			      &d->reasons, on_drop_flow, d);
+		ml_bpf_flip_flow_epoch(&d->bpf);
 		if (d->pl.sink)
 			accesslog_flush(d->pl.sink);
 		/* one diagnosis per full-pass period: meshlens_diag_findings covers

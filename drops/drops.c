@@ -38,24 +38,44 @@ int drops_apply_filter(int filter_fd, const struct drop_reasons *r)
 	return 0;
 }
 
-int drops_collect(int flows_fd, const struct drop_reasons *r, drops_flow_fn fn, void *ctx)
+int drops_collect(int flows_fd, int epoch, const struct drop_reasons *r, drops_flow_fn fn,
+		  void *ctx)
 {
+	static struct ml_flow_key *keys; /* grows to the map's size, reused */
+	static size_t cap;
 	struct ml_flow_key key, next;
 	struct ml_flow_val val;
 	struct drop_names names;
+	size_t n_keys = 0;
 	int n = 0;
+	void *prev = NULL;
 
-	/* Deleting while walking restarts the walk at the first key each time;
-	 * fine, since every step removes the entry it found. */
-	while (!bpf_map_get_next_key(flows_fd, NULL, &next)) {
+	/* first the keys, then the deletes: a walk cannot go on from a key
+	 * that was deleted (it restarts), and entries of the other epoch stay */
+	while (!bpf_map_get_next_key(flows_fd, prev, &next)) {
 		key = next;
-		if (bpf_map_lookup_and_delete_elem(flows_fd, &key, &val)) {
+		prev = &key;
+		if (epoch >= 0 && key.epoch != epoch)
+			continue;
+		if (n_keys == cap) {
+			size_t ncap = cap ? 2 * cap : 1024;
+			struct ml_flow_key *nk = realloc(keys, ncap * sizeof(*nk));
+
+			if (!nk)
+				break;
+			keys = nk;
+			cap = ncap;
+		}
+		keys[n_keys++] = key;
+	}
+	for (size_t i = 0; i < n_keys; i++) {
+		if (bpf_map_lookup_and_delete_elem(flows_fd, &keys[i], &val)) {
 			if (errno == ENOENT)
 				continue;
 			return -errno;
 		}
-		drops_name(r, key.reason, &names);
-		fn(ctx, &key, &val, &names);
+		drops_name(r, keys[i].reason, &names);
+		fn(ctx, &keys[i], &val, &names);
 		n++;
 	}
 	return n;

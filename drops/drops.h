@@ -24,13 +24,14 @@ void drops_name(const struct drop_reasons *r, uint32_t value, struct drop_names 
 int drops_apply_filter(int filter_fd, const struct drop_reasons *r);
 
 /*
- * Take every flow out of the kernel's flow map (lookup-and-delete, so the
- * kernel starts a new entry with the next drop) and call fn for each.
- * Returns the number of flows, or -errno.
+ * Take every flow of one epoch (-1: all) out of the kernel's flow map
+ * (lookup-and-delete, so the kernel starts a new entry with the next drop)
+ * and call fn for each. Returns the number of flows, or -errno.
  */
 typedef void (*drops_flow_fn)(void *ctx, const struct ml_flow_key *k,
 			      const struct ml_flow_val *v, const struct drop_names *n);
-int drops_collect(int flows_fd, const struct drop_reasons *r, drops_flow_fn fn, void *ctx);
+int drops_collect(int flows_fd, int epoch, const struct drop_reasons *r, drops_flow_fn fn,
+		  void *ctx);
 
 /*
  * meshlens_drops_total and meshlens_drop_bytes_total
