@@ -34,7 +34,7 @@ BPF_OBJS    := core failures live drops retrans
 BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit e2e bench fuzz vmlinux clean help
+.PHONY: all deps run test unit e2e vmtest bench fuzz vmlinux clean help
 .SECONDARY:
 
 all: $(BUILD)/meshlens $(BUILD)/mltraffic $(BUILD)/mlpkt ## build the daemon and the test traffic tools
@@ -82,6 +82,15 @@ test: deps ## short fuzz run, unit tests (cmocka), end-to-end tests (bats, real 
 	@$(MAKE) --no-print-directory all $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 	@BUILD=$(BUILD) fuzz/run.sh 5
 	@tests/run.sh $(BUILD)
+
+# The kernel matrix: the kernel-dependent end-to-end tests (all but those
+# marked host-only) on Debian's 5.10, 6.1 and 6.12 in qemu; make test is the
+# host kernel's part. VM_KERNELS="6.1" runs one.
+VM_E2E  ?= accesslog cli drops metrics reliability workload
+vmtest: deps ## the end-to-end tests on the kernel matrix (5.10, 6.1, 6.12 in qemu; tests/vm/)
+	@$(MAKE) --no-print-directory all
+	@VM_TESTS="$(VM_E2E)" VM_FILTER="$$(tests/vm/select.sh $(VM_E2E:%=tests/e2e/%.bats))" \
+	  MESHLENS_E2E_LIVE_BYTES=$${MESHLENS_E2E_LIVE_BYTES:-200000000} tests/vm/vmtest.sh $(BUILD)
 
 fuzz: deps ## libFuzzer targets (ASan+UBSan), FUZZ_SECONDS each (default 60)
 	@BUILD=$(BUILD) fuzz/run.sh $(FUZZ_SECONDS)
