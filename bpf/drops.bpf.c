@@ -16,14 +16,23 @@
  * socket's storage when the packet belonged to an observed socket.
  * Nothing wakes user space.
  *
- * Before 5.17 kfree_skb had no reason: every drop is NOT_SPECIFIED (2, its
- * value in every kernel that has reasons).
+ * Before 5.17 kfree_skb had no reason: every drop is NOT_SPECIFIED.
  */
 #include "maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define ML_REASON_NOT_SPECIFIED 2
+/*
+ * NOT_SPECIFIED, for a kernel that gives no reason: the enumerator's value
+ * where the enum exists (1 until SKB_CONSUMED came before it, 2 since),
+ * else 2, as user space names it there (drops/reasons.c).
+ */
+static __always_inline __u32 ml_reason_not_specified(void)
+{
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED);
+	return 2;
+}
 
 /*
  * Tracing programs may look up socket storage from 5.11 on: the loader
@@ -261,14 +270,14 @@ int BPF_PROG(ml_kfree_skb_old, struct sk_buff *skb, void *location, enum skb_dro
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(ml_kfree_skb_noreason, struct sk_buff *skb, void *location)
 {
-	return ml_on_drop(skb, ML_REASON_NOT_SPECIFIED, NULL, true);
+	return ml_on_drop(skb, ml_reason_not_specified(), NULL, true);
 }
 
 /* without tp_btf: the classic tracepoint, whose pointers are plain numbers */
 SEC("tracepoint/skb/kfree_skb")
 int ml_kfree_skb_tp(struct trace_event_raw_kfree_skb *ctx)
 {
-	__u32 reason = ML_REASON_NOT_SPECIFIED;
+	__u32 reason = ml_reason_not_specified();
 	struct sock *rx_sk = NULL;
 
 	if (bpf_core_field_exists(ctx->rx_sk))
