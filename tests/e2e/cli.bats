@@ -54,6 +54,22 @@ probe_line() {
 	[[ "$output" == *"connections        on        sockops"* ]]
 }
 
+@test "classic tracepoints without tracefs: the daemon mounts it (in a private mount namespace here), the host's mounts untouched" {
+	before=$(findmnt -rn -o TARGET,FSTYPE | sort)
+	run unshare -m --propagation private bash -c '
+		umount -l /sys/kernel/debug/tracing 2>/dev/null; umount -l /sys/kernel/debug 2>/dev/null
+		umount -l /sys/kernel/tracing 2>/dev/null
+		findmnt -rn -t tracefs && { echo "tracefs still mounted"; exit 1; }
+		MESHLENS_TEST_REFUSE=tp_btf "$1" --probe --drops || exit 1
+		findmnt -rn -o TARGET -t tracefs' _ "$MESHLENS"
+	echo "$output"
+	[ "$status" = 0 ]
+	[[ "$output" == *"packet-drops       fallback  tracepoint/skb/kfree_skb"* ]]
+	[[ "$output" == *"node-retransmits   fallback  tracepoint/tcp/tcp_retransmit_skb+tracepoint/tcp/tcp_retransmit_synack"* ]]
+	[ "${lines[-1]}" = /sys/kernel/tracing ]
+	[ "$(findmnt -rn -o TARGET,FSTYPE | sort)" = "$before" ]
+}
+
 @test "a refused core program: exit 1, one line naming it, nothing pinned or attached" {
 	run env MESHLENS_TEST_REFUSE=ml_sockops "$MESHLENS" --pin-path "$PIN" -g "$CG" -m off
 	[ "$status" = 1 ]
