@@ -173,7 +173,7 @@ _Static_assert(sizeof(struct ml_drop_val) == 16, "ml_drop_val ABI size");
 
 /*
  * Hash `drop_flows`: drops per flow, rebuilt from the packet. User space
- * takes entries out (lookup-and-delete) every refresh and logs them — only
+ * takes entries out (lookup, delete) every refresh and logs them — only
  * those of the epoch that stopped being written a whole refresh ago: an
  * entry deleted while a program on another CPU is adding to it would lose
  * that packet (seen on a slow VM: 10 of 11 drops logged).

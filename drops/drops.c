@@ -68,8 +68,11 @@ int drops_collect(int flows_fd, int epoch, const struct drop_reasons *r, drops_f
 		}
 		keys[n_keys++] = key;
 	}
+	/* lookup, then delete: lookup-and-delete on a hash map came in 5.14,
+	 * and an epoch nobody writes any more needs no atomicity */
 	for (size_t i = 0; i < n_keys; i++) {
-		if (bpf_map_lookup_and_delete_elem(flows_fd, &keys[i], &val)) {
+		if (bpf_map_lookup_elem(flows_fd, &keys[i], &val) ||
+		    bpf_map_delete_elem(flows_fd, &keys[i])) {
 			if (errno == ENOENT)
 				continue;
 			return -errno;

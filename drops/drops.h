@@ -25,7 +25,7 @@ int drops_apply_filter(int filter_fd, const struct drop_reasons *r);
 
 /*
  * Take every flow of one epoch (-1: all) out of the kernel's flow map
- * (lookup-and-delete, so the kernel starts a new entry with the next drop)
+ * (looked up and deleted, so the kernel starts a new entry with the next drop)
  * and call fn for each. Returns the number of flows, or -errno.
  */
 typedef void (*drops_flow_fn)(void *ctx, const struct ml_flow_key *k,

@@ -40,9 +40,10 @@ probe_line() {
 	[[ "$output" == "connect-failures   fallback  cgroup/sock_release  (fexit/tcp_v4_connect+fexit/tcp_v6_connect: Operation not permitted"* ]]
 	run probe_line connect-failures MESHLENS_TEST_REFUSE=fexit,cgroup/sock_release
 	[[ "$output" == "connect-failures   off       -  ("*"a connect() failing before any SYN is not logged)" ]]
-	# (on before 6.11, whose kfree_skb has no rx_sk: that variant is its first)
+	# (on before 6.11, whose kfree_skb has no rx_sk: that variant is its first;
+	# before 5.17 the one without a reason)
 	run probe_line packet-drops MESHLENS_TEST_REFUSE=ml_kfree_skb
-	[[ "$output" =~ ^packet-drops\ +(on|fallback)\ +tp_btf/kfree_skb\ +\(.*no\ rx_sk ]]
+	[[ "$output" =~ ^packet-drops\ +(on|fallback)\ +tp_btf/kfree_skb\ +\(.*(no\ rx_sk|gives\ no\ drop\ reason) ]]
 	run probe_line packet-drops MESHLENS_TEST_REFUSE=tp_btf
 	[[ "$output" == "packet-drops       fallback  tracepoint/skb/kfree_skb  ("* ]]
 	run probe_line node-retransmits MESHLENS_TEST_REFUSE=tp_btf,tracepoint
