@@ -135,6 +135,10 @@ struct ml_feature_def {
 	const struct ml_variant *variants;
 	int n_variants;
 	void *(*open)(struct bpf_object **obj);
+	/* the skeleton's load, not bpf_object__load(): only it maps .bss and
+	 * .data over the kernel's copy, so that writes to skel->bss reach the
+	 * programs (iter_full_pass, flow_epoch, ml_drops_on) */
+	int (*load)(void *skel);
 	void (*destroy)(void *skel);
 	/* before load (rodata); may be NULL */
 	void (*prepare)(void *skel, const struct ml_bpf *b, const struct ml_variant *v);
@@ -146,6 +150,10 @@ struct ml_feature_def {
 		struct n##_bpf *s = n##_bpf__open();                                   \
 		*obj = s ? s->obj : NULL;                                              \
 		return s;                                                              \
+	}                                                                              \
+	static int n##_load(void *s)                                                   \
+	{                                                                              \
+		return n##_bpf__load(s);                                               \
 	}                                                                              \
 	static void n##_destroy(void *s)                                               \
 	{                                                                              \
@@ -209,7 +217,8 @@ static const struct ml_variant rtx_variants[] = {
 static const struct ml_feature_def features[ML_FEATURES] = {
 #define ML_FEATURE(id_, name_, off_, v_, ops_, prep_)                                  \
 	[id_] = { .name = name_, .off_note = off_, .variants = v_, .n_variants = ARRAY_SIZE(v_), \
-		  .open = ops_##_open, .destroy = ops_##_destroy, .prepare = prep_ }
+		  .open = ops_##_open, .load = ops_##_load, .destroy = ops_##_destroy,       \
+		  .prepare = prep_ }
 	ML_FEATURE(ML_FEAT_LIVE, "live-counters", "bytes of open connections counted when they close",
 		   live_variants, live, NULL),
 	ML_FEATURE(ML_FEAT_FAILURES, "connect-failures",
@@ -350,7 +359,7 @@ static int try_variant(struct ml_bpf *b, const struct ml_feature_def *def,
 	if (!err && def->prepare)
 		def->prepare(skel, b, v);
 	if (!err)
-		err = bpf_object__load(obj);
+		err = def->load(skel);
 	if (!err)
 		err = attach_tracing(b, obj);
 	if (err) {

@@ -195,6 +195,7 @@ check_local_failure() {
 	# sock_release too where it serves connect failures (no trampolines)
 	n=3
 	grep -q 'connect-failures=cgroup/sock_release' "$T/daemon.err" && n=4
+	bpftool cgroup show "$CG"
 	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = "$n" ]
 	stop_daemon
 	# still observing: what closes now waits in the pinned ringbuf

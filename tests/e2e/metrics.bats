@@ -281,6 +281,7 @@ check_live_bytes() {
 	# a few refresh intervals later nothing was counted twice
 	sleep 0.6
 	scrape_to "$T/m"
+	grep -E '^meshlens_(events|tracked|series)' "$T/m"
 	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $o
 	expect_in "$T/m" 1 meshlens_tcp_connections_opened_total $i
 	expect_in "$T/m" "$(truth_sum client_sent)" meshlens_tcp_sent_bytes_total $o
