@@ -195,15 +195,15 @@ check_local_failure() {
 	# sock_release too where it serves connect failures (no trampolines)
 	n=3
 	grep -q 'connect-failures=cgroup/sock_release' "$T/daemon.err" && n=4
-	bpftool cgroup show "$CG"
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = "$n" ]
+	cgroup_attached "$CG"
+	[ "$(cgroup_attached "$CG" | wc -l)" = "$n" ]
 	stop_daemon
 	# still observing: what closes now waits in the pinned ringbuf
-	[ "$(bpftool cgroup show "$CG" | grep -c -E 'sock_ops|connect4|connect6|sock_release')" = "$n" ]
+	[ "$(cgroup_attached "$CG" | wc -l)" = "$n" ]
 	[ -e "$PIN/events" ] && [ -e "$PIN/sk_states" ]
 	run "$MESHLENS" --detach --pin-path "$PIN"
 	[ "$status" = 0 ]
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 	[ ! -e "$PIN" ]
 }
 

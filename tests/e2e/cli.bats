@@ -76,7 +76,7 @@ probe_line() {
 	[ "$status" = 1 ]
 	[ "${lines[0]}" = "meshlens: loading the core BPF program ml_sockops: Operation not permitted (MESHLENS_TEST_REFUSE)" ]
 	[ ! -e "$PIN" ]
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 }
 
 # host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
@@ -113,7 +113,7 @@ bad() {
 	[ "$status" = 2 ]
 	[ "${#lines[@]}" = 1 ]
 	[[ "$output" == *"$expect"* ]]
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 	[ ! -e "$PIN" ]   # nothing pinned either
 }
 

@@ -466,7 +466,7 @@ some_traffic() {
 	DAEMON_PID=""
 	# its links are pinned (they outlive it, for the next daemon): remove them
 	"$MESHLENS" --detach --pin-path "$PIN"
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 	# each one is needed: without it nothing starts and nothing stays attached
 	for c in $caps; do
 		run timeout 20 setpriv --bounding-set="$(setpriv_caps "${caps//$c/}")" --inh-caps=-all --ambient-caps=-all \
@@ -475,7 +475,7 @@ some_traffic() {
 		[ "$status" != 0 ] && [ "$status" != 124 ]
 		[[ "$output" != *ready* ]]
 	done
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 }
 
 @test "every syscall meshlens makes is allowed by the unit's SystemCallFilter" {

@@ -717,7 +717,7 @@ wait_drop_packets_egress() {
 		[ "$status" = 2 ]
 		[ "${#lines[@]}" = 1 ]
 		[[ "$output" == *nonsense* ]]
-		[ -z "$(bpftool cgroup show "$CG")" ]
+		[ -z "$(cgroup_attached "$CG")" ]
 	done
 }
 

@@ -40,6 +40,16 @@ ml_setup() {
 	NETNS=()
 }
 
+# cgroup_attached CG: one line "ATTACH_TYPE PROG_ID" per BPF link on cgroup
+# CG. (`bpftool cgroup show` fails on 5.10: it asks for attach types that
+# kernel does not have.)
+cgroup_attached() {
+	local id
+	id=$(stat -c %i "$1")
+	bpftool link show -j | jq -r --argjson id "$id" \
+		'.[] | select(.cgroup_id == $id) | "\(.attach_type) \(.prog_id)"'
+}
+
 # Move every process out of a cgroup and remove it.
 remove_cgroup() {
 	local cg=$1 p

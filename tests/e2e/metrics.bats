@@ -588,7 +588,7 @@ check_node_retrans() {
 	[ "$status" = 2 ]
 	[ "${#lines[@]}" = 1 ]
 	[[ "$output" == *"127.0.0.1:$port"* ]]
-	[ -z "$(bpftool cgroup show "$CG")" ]
+	[ -z "$(cgroup_attached "$CG")" ]
 	# the other listener is untouched
 	[ -n "$(ss -Htln "( sport = :$port )")" ]
 }
