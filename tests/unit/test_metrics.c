@@ -134,6 +134,42 @@ static long long sample(struct metrics *m, const char *name, const char *labels)
 #define OUT "direction=\"outbound\",src_ip=\"10.0.0.2\",dst_ip=\"10.0.0.1\",dst_port=\"80\""
 #define IN "direction=\"inbound\",src_ip=\"10.0.0.2\",dst_ip=\"10.0.0.1\",dst_port=\"80\""
 
+/*
+ * iter/task_file's raw records (ML_F_RAW): the kernel's counters less the
+ * open record's bases; a raw record of a connection no open record told
+ * of counts nothing, not even an opening.
+ */
+static void test_raw_live_bases(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+
+	(void)state;
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 1, 0); /* bases: SYN acked */
+	metrics_record(m, &r);
+	r = (struct tcp_probe_info){ .type = ML_REC_CONN_LIVE, .flags = ML_F_RAW,
+				     .sock_cookie = 7, .sent_bytes = 1001, .received_bytes = 50,
+				     .total_retrans = 1, .close_ns = 2000 };
+	metrics_live_begin(m, true);
+	metrics_record(m, &r);
+	r.sock_cookie = 8; /* never opened here: ignored */
+	r.sent_bytes = 99999;
+	metrics_record(m, &r);
+	metrics_live_end(m, 3000, true);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 1000);
+	assert_int_equal(sample(m, "meshlens_tcp_received_bytes_total", OUT), 50);
+	assert_int_equal(sample(m, "meshlens_tcp_retransmits_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 1);
+	/* the close record's payload bytes, as before: no double count */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 7, 1200, 50);
+	r.total_retrans = 1;
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", OUT), 1200);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", OUT), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", OUT), 1);
+	metrics_free(m);
+}
+
 static void test_open_live_close_exact(void **state)
 {
 	struct metrics *m = new_metrics(100, 0);
@@ -657,6 +693,7 @@ static void test_both_sets_off(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_raw_live_bases),
 		cmocka_unit_test(test_expo_family_and_samples),
 		cmocka_unit_test(test_expo_label_escaping),
 		cmocka_unit_test(test_expo_grows),
