@@ -74,16 +74,18 @@ teardown() { ml_teardown; }
 
 @test "srtt_us is the real smoothed RTT, not the kernel's value << 3" {
 	start_daemon
-	traffic pairs 127.0.0.1 100:100 100:100 100:100
-	wait_records 6
+	traffic pairs 127.0.0.1 100:100 100:100 100:100 100:100 100:100 100:100 100:100 100:100 100:100
+	wait_records 18
 	# compare with the kernel's own tcpi_rtt the tool read before closing
-	# (both unshifted us); the FIN exchange may still move srtt a little,
-	# but within 2x + 20 us, which an 8x-inflated value is not
+	# (both unshifted us); the FIN exchange may still move srtt a little
+	# (and a lot, now and then, in an emulated VM): the median of
+	# srtt_us / tcpi_rtt is within 2x, which an 8x-inflated value is not
 	run jq -s -e --slurpfile gt "$T/truth.json" '
 	  [ $gt[] | select(.event == "conn") ] as $c
-	  | all(.[] | select(.direction == "outbound"); . as $r
+	  | [ .[] | select(.direction == "outbound") | . as $r
 	      | ($c | map(select(.src_port == $r.src_port))[0].client_rtt_us) as $rtt
-	      | $r.srtt_us <= 2 * $rtt + 20 and $r.srtt_us * 2 + 20 >= $rtt)' "$T/access.log"
+	      | ($r.srtt_us + 10) / ($rtt + 10) ] | sort
+	  | length == 9 and .[4] >= 0.5 and .[4] <= 2' "$T/access.log"
 	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
 }
 
