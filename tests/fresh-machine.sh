@@ -37,6 +37,9 @@ bind() { # bind SRC DST [rbind]: mount SRC at DST inside the root
 	[ "${3:-}" != rbind ] || mount --make-rslave "$root$2"
 	mounted+=("$root$2")
 }
+# the root a mount point of its own, as on a booted machine: `ip netns exec`
+# runs "mount --make-rslave /", which fails on a plain directory
+mount --bind "$root" "$root" && mounted+=("$root")
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 bind /sys /sys rbind
 bind /dev /dev rbind
