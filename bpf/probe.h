@@ -173,10 +173,10 @@ _Static_assert(sizeof(struct ml_drop_val) == 16, "ml_drop_val ABI size");
 
 /*
  * Hash `drop_flows`: drops per flow, rebuilt from the packet. User space
- * takes entries out (lookup, delete) every refresh and logs them — only
- * those of the epoch that stopped being written a whole refresh ago: an
- * entry deleted while a program on another CPU is adding to it would lose
- * that packet (seen on a slow VM: 10 of 11 drops logged).
+ * flips the epoch every refresh and takes the other epoch's entries out
+ * (lookup, delete) at the next drain tick, when no program can still be
+ * adding to them: an entry deleted while a program on another CPU was
+ * adding to it lost that packet (seen on a slow VM: 10 of 11 drops logged).
  */
 struct ml_flow_key {
 	__u8 src_addr[ML_ADDR_LEN]; /* packet source, v4-mapped for IPv4 */

@@ -75,6 +75,7 @@ struct ml_daemon {
 	time_t lost_said_at;
 	int ncpus;
 	uint64_t refreshes;     /* live-iterator passes so far */
+	bool flows_due;         /* an epoch of drop flows waits to be taken out */
 };
 
 static int usage_error(const char *msg)
@@ -198,6 +199,18 @@ static const char *name_reason(void *ctx, uint32_t value, char *buf, size_t len)
 	return drop_reason_name(ctx, value, buf, len);
 }
 
+/* The drop flows of the epoch the kernel stopped writing: drop-log lines. */
+static void collect_flows(struct ml_daemon *d)
+{
+	if (!d->flows_due)
+		return;
+	d->flows_due = false;
+	drops_collect(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FLOWS), ml_bpf_flow_epoch(&d->bpf) ^ 1,
+		      &d->reasons, on_drop_flow, d);
+	if (d->pl.sink)
+		accesslog_flush(d->pl.sink);
+}
+
 /*
  * One pass of the iterator over the socket storage: a LIVE record per open
  * connection, so byte counters advance while connections stay open. The
@@ -255,12 +268,11 @@ static void refresh_live(struct ml_daemon *d)
 	metrics_live_end(d->pl.metrics, (uint64_t)ns_now(CLOCK_MONOTONIC), full);
 drops:
 	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS)) {
-		/* the epoch written until the last pass, then the kernel moves on */
-		drops_collect(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FLOWS), ml_bpf_flow_epoch(&d->bpf) ^ 1,
-			      &d->reasons, on_drop_flow, d);
+		/* new drops go to the other epoch; this one is taken out at the
+		 * next drain tick, once no program can be adding to it (probe.h) */
+		collect_flows(d);
 		ml_bpf_flip_flow_epoch(&d->bpf);
-		if (d->pl.sink)
-			accesslog_flush(d->pl.sink);
+		d->flows_due = true;
 		/* one diagnosis per full-pass period: meshlens_diag_findings covers
 		 * the last whole period, not the time since boot */
 		if (full)
@@ -693,6 +705,7 @@ static int run_loop(struct ml_daemon *d)
 			if (evs[i].data.fd == d->tfd) {
 				if (read(d->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 					return 1;
+				collect_flows(d);
 			} else if (evs[i].data.fd == d->rfd) {
 				if (read(d->rfd, &ticks, sizeof(ticks)) > 0)
 					refresh_live(d);

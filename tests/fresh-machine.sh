@@ -45,11 +45,12 @@ bind /sys /sys rbind
 bind /dev /dev rbind
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 
-# the committed tree only, as CI's fresh clone has it
+# the committed tree only: a clone, as CI's (file modes too: git archive
+# would make them 0664)
 src=/src/meshlens
 rm -rf "${root:?}$src"
-mkdir -p "$root$src"
-git archive HEAD | tar -x -C "$root$src"
+mkdir -p "$root/src"
+git clone -q --no-hardlinks "file://$PWD" "$root$src"
 
 echo "fresh-machine: apt-get install make, then make $target, in $root"
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CI=true \
