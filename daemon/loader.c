@@ -22,6 +22,7 @@
 #include "../cgroup/cgroup.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ML_ERR_TMP 512
 
 /* ---- libbpf's messages ----------------------------------------------------- */
 
@@ -464,14 +465,17 @@ static int load_core(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, si
 	return 0;
 }
 
+static int check_pin_dir(const char *pin_dir, char *err, size_t errlen);
+
 /* --pin-path: an absolute directory on bpffs, made if missing */
 static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, size_t errlen)
 {
 	struct statfs sfs;
 	char parent[256];
 	char *slash;
+	int ret;
 
-	if (pin_dir[0] != '/' || strlen(pin_dir) >= sizeof(b->pin_dir)) {
+	if (pin_dir[0] != '/' || strlen(pin_dir) >= sizeof(b->pin_dir) - 1) {
 		snprintf(err, errlen, "--pin-path '%s': must be an absolute path (at most %zu bytes)",
 			 pin_dir, sizeof(b->pin_dir) - 1);
 		return -EINVAL;
@@ -489,14 +493,13 @@ static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, siz
 		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
 		return -errno;
 	}
-	if (statfs(pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
-		snprintf(err, errlen, "--pin-path '%s': not on a bpf filesystem", pin_dir);
-		if (b->pin_dir_made)
-			rmdir(pin_dir);
+	(void)sfs;
+	ret = check_pin_dir(pin_dir, err, errlen);
+	if (ret && b->pin_dir_made)
+		rmdir(pin_dir);
+	if (ret)
 		b->pin_dir_made = false;
-		return -EMEDIUMTYPE;
-	}
-	return 0;
+	return ret;
 }
 
 int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_t errlen)
@@ -571,33 +574,75 @@ bool ml_bpf_drops_per_conn(const struct ml_bpf *b)
 
 /* ---- attach ---------------------------------------------------------------------- */
 
+/* What meshlens pins: its maps, and links named link-<cgroup id>-<program>. */
+static bool ours(const char *name)
+{
+	static const char *const maps[] = { "sk_states", "events", "counters", "drop_counts",
+					    "drop_flows" };
+
+	return in_list(name, maps, ARRAY_SIZE(maps)) || !strncmp(name, "link-", 5);
+}
+
+/* A directory of bpffs, not its root (shared with every other tool). */
+static int check_pin_dir(const char *pin_dir, char *err, size_t errlen)
+{
+	struct stat st, up;
+	struct statfs sfs;
+	char parent[512];
+
+	if (pin_dir[0] != '/') {
+		snprintf(err, errlen, "--pin-path '%s': must be an absolute path", pin_dir);
+		return -EINVAL;
+	}
+	if (statfs(pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
+		snprintf(err, errlen, "--pin-path '%s': not on a bpf filesystem", pin_dir);
+		return -EMEDIUMTYPE;
+	}
+	snprintf(parent, sizeof(parent), "%s/..", pin_dir);
+	if (!stat(pin_dir, &st) && !stat(parent, &up) && st.st_dev != up.st_dev) {
+		snprintf(err, errlen,
+			 "--pin-path '%s': the root of a bpf filesystem, shared with other tools; "
+			 "give meshlens a directory of its own",
+			 pin_dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
 {
-	DIR *dir = opendir(pin_dir);
+	char path[512], dummy[ML_ERR_TMP];
 	struct dirent *de;
-	char path[512];
 	int ret = 0;
+	DIR *dir;
 
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	if (pin_dir[0] == '/' && access(pin_dir, F_OK) && errno == ENOENT)
+		return 0; /* nothing pinned */
+	ret = check_pin_dir(pin_dir, err, errlen);
+	if (ret)
+		return ret;
+	dir = opendir(pin_dir);
 	if (!dir) {
-		if (errno == ENOENT)
-			return 0;
 		ret = -errno;
-		if (err)
-			snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
+		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
 		return ret;
 	}
+	/* only what meshlens pinned: anything else there is someone else's */
 	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.')
+		if (de->d_name[0] == '.' || !ours(de->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
 		if (unlink(path) && !ret) {
 			ret = -errno;
-			if (err)
-				snprintf(err, errlen, "removing %s: %s", path, strerror(errno));
+			snprintf(err, errlen, "removing %s: %s", path, strerror(errno));
 		}
 	}
 	closedir(dir);
-	if (!ret && rmdir(pin_dir) && err) {
+	if (!ret && rmdir(pin_dir) && errno != ENOTEMPTY && errno != EEXIST) {
 		ret = -errno;
 		snprintf(err, errlen, "removing %s: %s", pin_dir, strerror(errno));
 	}

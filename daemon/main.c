@@ -921,7 +921,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (d.opt.detach && geteuid() == 0) {
-		ret = ml_bpf_unpin_all(d.opt.pin_path, err, sizeof(err)) ? 1 : 0;
+		ret = ml_bpf_unpin_all(d.opt.pin_path, err, sizeof(err));
+		/* a path that is no pin directory of ours is bad usage */
+		ret = !ret ? 0 : ret == -EINVAL || ret == -EMEDIUMTYPE ? 2 : 1;
 		if (ret)
 			fprintf(stderr, "meshlens: --detach: %s\n", err);
 		goto out;

@@ -152,6 +152,28 @@ bad() {
 }
 
 # host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "--detach removes only what meshlens pinned; refuses what is not a pin directory of its own" {
+	# not on bpffs: exit 2, nothing deleted
+	mkdir "$T/dir"
+	echo keep >"$T/dir/important.txt"
+	bad "not on a bpf filesystem" --detach --pin-path "$T/dir"
+	[ "$(cat "$T/dir/important.txt")" = keep ]
+	bad "must be an absolute path" --detach --pin-path foo
+	# another tool's pinned map in meshlens's directory stays; meshlens's go
+	start_daemon # mounts /sys/fs/bpf where it is missing
+	stop_daemon
+	bpftool map create "$PIN/other" type array key 4 value 4 entries 1 name other
+	run "$MESHLENS" --detach --pin-path "$PIN"
+	[ "$status" = 0 ]
+	[ "$(ls "$PIN")" = other ]
+	[ -z "$(cgroup_attached "$CG")" ]
+	rm "$PIN/other"
+	rmdir "$PIN"
+	# the bpffs root, shared with every other tool
+	bad "the root of a bpf filesystem" --detach --pin-path /sys/fs/bpf
+	bad "the root of a bpf filesystem" --pin-path /sys/fs/bpf -g "$CG" -o off -m off
+}
+
 @test "not root: exit 2 and says why" {
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$MESHLENS" -g "$CG" -o off
 	[ "$status" = 2 ]
