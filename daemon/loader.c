@@ -470,7 +470,6 @@ static int check_pin_dir(const char *pin_dir, char *err, size_t errlen);
 /* --pin-path: an absolute directory on bpffs, made if missing */
 static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, size_t errlen)
 {
-	struct statfs sfs;
 	char parent[256];
 	char *slash;
 	int ret;
@@ -490,10 +489,10 @@ static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, siz
 	if (mkdir(pin_dir, 0700) == 0)
 		b->pin_dir_made = true;
 	else if (errno != EEXIST) {
-		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
-		return -errno;
+		ret = -errno;
+		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(-ret));
+		return ret;
 	}
-	(void)sfs;
 	ret = check_pin_dir(pin_dir, err, errlen);
 	if (ret && b->pin_dir_made)
 		rmdir(pin_dir);

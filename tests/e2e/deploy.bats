@@ -568,7 +568,7 @@ some_traffic() {
 	wait_conns 11
 	scrape "$port" "$T/m"
 	grep -q '^meshlens_workload_tcp_connections_opened_total{' "$T/m"
-	! grep -q '^meshlens_tcp_' "$T/m"
+	run ! grep -q '^meshlens_tcp_' "$T/m"
 	stop_daemon
 	# the systemd config as shipped (IP pairs), with the same metadata
 	: >"$T/access.log"

@@ -189,7 +189,7 @@ wl() {
 		'src_workload="wb"' 'dst_workload="wide"' 'dst_namespace="ns-wide"'
 	scrape_to "$T/m"
 	[ "$(grep -c '^meshlens_tcp_' "$T/m")" = 0 ]
-	! grep -qE '(src|dst)_ip=' "$T/m"
+	run ! grep -qE '(src|dst)_ip=' "$T/m"
 	expect_in "$T/m" 3 meshlens_series 'set="workload"'
 	[ "$(samples_in count "$T/m" meshlens_series 'set="ip_pair"')" = 0 ]
 	stop_daemon
