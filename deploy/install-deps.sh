@@ -10,8 +10,15 @@ TEST_PKGS="libclang-rt-14-dev libcmocka-dev bats iproute2 iptables procps curl j
   yamllint shellcheck systemd strace logrotate
   qemu-system-x86 busybox-static kmod cpio xz-utils zstd"
 
+# make bench: the peer it is compared with (tcplife) and the profiler
+BENCH_PKGS="libbpf-tools linux-perf"
+
 want="$BUILD_PKGS"
-[ "${1:-}" = "--build-only" ] || want="$want $TEST_PKGS"
+case "${1:-}" in
+--build-only) ;;
+--bench) want="$want $TEST_PKGS $BENCH_PKGS" ;;
+*) want="$want $TEST_PKGS" ;;
+esac
 
 missing=""
 for p in $want; do
