@@ -111,9 +111,16 @@ $(BUILD)/bench/%.bpf.o: bench/bpf/%.bpf.c bpf/probe.h bpf/vmlinux/vmlinux.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+# the ablations bench/cost.sh measures: meshlens without open records, and
+# without any record (bpf/conn.h)
+$(BUILD)/bench/noopen/meshlens $(BUILD)/bench/norec/meshlens: $(BUILD)/bench/%/meshlens: $(DAEMON_SRCS) $(wildcard */*.h)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/bench/$* \
+	  BPF_CFLAGS="$(BPF_CFLAGS) -DML_BENCH_NO_$(if $(filter noopen,$*),OPEN,RECORDS)" $@
+
 bench: ## benchmarks: overhead, BPF cost vs floor and peer, throughput, memory, loss -> bench/results.md
 	@deploy/install-deps.sh --bench
-	@$(MAKE) --no-print-directory all $(BUILD)/bench_pipeline $(BENCH_BPF)
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_pipeline $(BENCH_BPF) \
+	  $(BUILD)/bench/noopen/meshlens $(BUILD)/bench/norec/meshlens
 	@bench/run.sh $(BUILD)
 
 vmlinux: ## regenerate bpf/vmlinux/vmlinux.h from this kernel's BTF

@@ -11,6 +11,10 @@
 #             pinned): what the observed sockets pay while it is away
 #   tcplife   the peer a user would pick instead (libbpf-tools' tcplife,
 #             node-wide, printing a line per connection)
+#   noopen, norec  ablations: meshlens built without its open records, and
+#             without any record (ML_BENCH_NO_OPEN / ML_BENCH_NO_RECORDS in
+#             bpf/conn.h; $BUILD/bench/{noopen,norec}/meshlens): what the
+#             records cost, and what the bookkeeping alone costs
 #
 # Each round runs every kind once on a fresh cgroup, in a rotated order
 # (drift cancels out); figures are medians over rounds. Run by run.sh
@@ -18,15 +22,19 @@
 # assignments (COST_*) to BENCH_COST_VARS; both default to stdout/none.
 #
 # Knobs: BENCH_COST_ROUNDS [5], BENCH_STORM_CONNS [20000],
+#        BENCH_COST_DAEMON_ARGS [""] (more meshlens options),
 #        BENCH_COST_KINDS ["empty floor meshlens meshlens-drops gone tcplife"]
 set -uo pipefail
+# shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 ROUNDS=${BENCH_COST_ROUNDS:-5}
-KINDS=${BENCH_COST_KINDS:-empty floor meshlens meshlens-drops gone tcplife}
+KINDS=${BENCH_COST_KINDS:-empty floor meshlens meshlens-drops gone tcplife noopen norec}
 MD=${BENCH_COST_MD:-/dev/stdout}
 VARS=${BENCH_COST_VARS:-/dev/null}
 BPFOBJ=$BUILD/bench
+# extra daemon options for every meshlens kind (experiments: -c FILE, ...)
+read -r -a DARGS <<<"${BENCH_COST_DAEMON_ARGS:-}"
 command -v tcplife >/dev/null || KINDS=${KINDS//tcplife/}
 # tcplife attaches a classic tracepoint: tracefs, mounted for it if missing
 if [[ $KINDS == *tcplife* ]] && [ ! -d /sys/kernel/tracing/events ]; then
@@ -36,12 +44,16 @@ fi
 for k in empty floor; do
 	[ -f "$BPFOBJ/$k.bpf.o" ] || die "missing $BPFOBJ/$k.bpf.o (run make bench)"
 done
+for k in noopen norec; do
+	[[ " $KINDS " != *" $k "* ]] || [ -x "$BPFOBJ/$k/meshlens" ] || die "missing $BPFOBJ/$k/meshlens (run make bench)"
+done
 
 SYSCTL_OLD=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -q -w kernel.bpf_stats_enabled=1 >/dev/null || die "cannot set kernel.bpf_stats_enabled"
 # bpftool pins the floor programs here (a private bpffs, unmounted on exit)
 PRIV_BPFFS=$T/bpffs
-mkdir -p "$PRIV_BPFFS" && mount -t bpf bpf "$PRIV_BPFFS" || die "cannot mount a private bpffs"
+mkdir -p "$PRIV_BPFFS"
+mount -t bpf bpf "$PRIV_BPFFS" || die "cannot mount a private bpffs"
 UMOUNTS+=("$PRIV_BPFFS")
 
 # prog_snap IDS -> [{id,name,t,c}] (run time and count so far)
@@ -78,7 +90,7 @@ measure() {
 }
 
 run_kind() {
-	local kind=$1 cg pin pid ids
+	local kind=$1 cg pin pid ids extra
 	cg_new; cg=$CG_NEW
 	case $kind in
 	empty | floor)
@@ -90,12 +102,19 @@ run_kind() {
 		rm -f "$pin"
 		;;
 	meshlens | meshlens-drops)
-		daemon_start "$cg" $([ "$kind" = meshlens-drops ] && echo --drops) || die "daemon ($kind) did not start"
+		extra=()
+		[ "$kind" = meshlens-drops ] && extra=(--drops)
+		daemon_start "$cg" "${DARGS[@]}" "${extra[@]}" || die "daemon ($kind) did not start"
+		measure "$kind" "$cg" "$(fd_ids "$DPID" prog_id)"
+		daemon_stop
+		;;
+	noopen | norec)
+		ML=$BPFOBJ/$kind/meshlens daemon_start "$cg" "${DARGS[@]}" || die "daemon ($kind) did not start"
 		measure "$kind" "$cg" "$(fd_ids "$DPID" prog_id)"
 		daemon_stop
 		;;
 	gone)
-		daemon_start "$cg" || die "daemon (gone) did not start"
+		daemon_start "$cg" "${DARGS[@]}" || die "daemon (gone) did not start"
 		pin=${PINS[-1]}
 		daemon_stop # SIGTERM leaves the programs attached through the pinned links
 		measure gone "$cg" "$(link_progs "$pin")"

@@ -21,6 +21,7 @@
 # Traffic is loopback only (127.0.0.1).
 set -uo pipefail
 
+# shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 [ -x "$BP" ] || die "missing $BP (run make bench)"
 
@@ -105,43 +106,13 @@ for pin in unpinned pinned; do
 done
 
 # ---- 2. in-kernel cost ------------------------------------------------------------
-log "== 2. BPF run time per program (kernel.bpf_stats_enabled=1)"
-SYSCTL_OLD=$(sysctl -n kernel.bpf_stats_enabled)
-sysctl -q -w kernel.bpf_stats_enabled=1 >/dev/null || die "cannot set kernel.bpf_stats_enabled"
-prog_snap() { # prog ids -> [{id,name,t,c}]
-	local id
-	for id in $1; do bpftool prog show id "$id" -j 2>/dev/null; done |
-		jq -s -c 'map(select(.name | startswith("ml_")) | {id, name, t: (.run_time_ns // 0), c: (.run_cnt // 0)})'
-}
-# bpf_cost KEY [daemon args]: BPF[KEY-table|total|nprogs|rate]
-declare -A BPF
-bpf_cost() {
-	local key=$1 cg ids s0 s1
-	shift
-	cg_new; cg=$CG_NEW
-	daemon_start "$cg" "$@" || die "daemon $* did not start"
-	ids=$(fd_ids "$DPID" prog_id)
-	s0=$(prog_snap "$ids")
-	BPF[$key-rate]=$(storm "$cg" "$STORM_N") || die "storm failed"
-	s1=$(prog_snap "$ids")
-	daemon_stop
-	cg_remove "$cg"
-	BPF[$key-table]=$(jq -n -r --argjson a "$s0" --argjson b "$s1" --argjson n "$STORM_N" '
-		[ $b[] as $p | ($a[] | select(.id == $p.id)) as $q
-		  | {name: $p.name, t: ($p.t - $q.t), c: ($p.c - $q.c)} ]
-		| sort_by(-.t) | .[]
-		| [.name, .c, (if .c > 0 then (.t / .c | . * 10 | round / 10) else 0 end),
-		   (.c / $n | . * 100 | round / 100), (.t / $n | . * 10 | round / 10)] | @tsv')
-	BPF[$key-total]=$(jq -n -r --argjson a "$s0" --argjson b "$s1" --argjson n "$STORM_N" '
-		([ $b[] | .t ] | add) - ([ $a[] | .t ] | add) | . / $n | . * 10 | round / 10')
-	BPF[$key-nprogs]=$(jq length <<<"$s1")
-	log "   $key: ${BPF[$key-total]} ns per connection over ${BPF[$key-nprogs]} programs"
-}
-bpf_cost on
-[ "$DROPS" = yes ] && bpf_cost drops --drops
-sysctl -q -w kernel.bpf_stats_enabled="$SYSCTL_OLD" >/dev/null && SYSCTL_OLD=""
-BPF_TOTAL=${BPF[on-total]}
-BPF_TOTAL_ALL=${BPF[drops-total]:-$BPF_TOTAL}
+# bench/cost.sh: meshlens against the floor, an empty program, no reader, the
+# peer tool and the ablations, in one run (its own cleanup and bpf_stats)
+log "== 2. BPF run time per connection (bench/cost.sh)"
+BENCH_COST_MD=$T/cost.md BENCH_COST_VARS=$T/cost.vars "$HERE/cost.sh" "$BUILD" ||
+	die "bench/cost.sh failed"
+# shellcheck source=/dev/null
+. "$T/cost.vars"
 
 # ---- 2b. where the in-kernel time goes ----------------------------------------------
 PERF_SUMMARY="" PERF_RATE=""
@@ -150,6 +121,7 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
 	cg_new; cg=$CG_NEW
 	daemon_start "$cg" --pin-cpu 1 || die "daemon did not start"
 	# sh execs the storm: its pid is the storm's, for perf_summary.awk
+	# shellcheck disable=SC2016 # $$ and $1 are the inner sh's
 	if perf record -q -a -g -o "$T/perf.data" -- sh -c 'echo $$ >"$1"; shift; exec "$@"' _ \
 		"$T/storm.pid" "$TR" --cgroup "$cg" --quiet --max-seconds 300 \
 		storm 127.0.0.1 "$STORM_N" --cpu 0,0 >"$T/perf-storm.json" 2>"$T/perf.err"; then
@@ -418,9 +390,11 @@ drops_ratio() { if [ "$DROPS" = yes ]; then fmt "${MED[$1-ratio-drops]}" %.3f; e
 	echo
 	echo "| target | figure | |"
 	echo "|---|---|---|"
-	echo "| conn/s with everything on >= 0.97 of without | $(fmt "$R_ALL" %.3f) unpinned, $(fmt "$R_PIN" %.3f) pinned$([ "$DROPS" = yes ] && echo " (with --drops; without it $(fmt "${MED[unpinned-ratio]}" %.3f) / $(fmt "${MED[pinned-ratio]}" %.3f))" || echo ' (drops n/a: without --drops)') | unpinned $(verdict "$R_ALL" '>=' 0.97), pinned $(verdict "$R_PIN" '>=' 0.97) |"
-	echo "| BPF time <= 1 us per connection (sum over programs) | $(fmt "$BPF_TOTAL" %.0f) ns$([ -n "${BPF[drops-total]:-}" ] && echo ", $(fmt "${BPF[drops-total]}" %.0f) ns with --drops") | $(verdict "$BPF_TOTAL_ALL" '<=' 1000) |"
-	echo "| user space >= 1,000,000 records/s on one core | $(fmt "$BP_RATE" %.0f) records/s | $(verdict "$BP_RATE" '>=' 1000000) |"
+	echo "| conn/s with everything on >= 0.95 of without | $(fmt "$R_ALL" %.3f) unpinned, $(fmt "$R_PIN" %.3f) pinned$([ "$DROPS" = yes ] && echo " (with --drops; without it $(fmt "${MED[unpinned-ratio]}" %.3f) / $(fmt "${MED[pinned-ratio]}" %.3f))" || echo ' (drops n/a: without --drops)') | unpinned $(verdict "$R_ALL" '>=' 0.95), pinned $(verdict "$R_PIN" '>=' 0.95) |"
+	echo "| BPF time <= 1.15 x the floor program, same run (section 2) | $(fmt "$COST_MESHLENS_VS_FLOOR" %.2f) x ($(fmt "$COST_MESHLENS" %.0f) ns vs $(fmt "$COST_FLOOR" %.0f) ns per connection)$([ -n "${COST_MESHLENS_DROPS_VS_FLOOR:-}" ] && echo ", $(fmt "$COST_MESHLENS_DROPS_VS_FLOOR" %.2f) x with --drops") | $(verdict "$COST_MESHLENS_VS_FLOOR" '<=' 1.15) |"
+	echo "| reader gone <= 1.1 x reader present (BPF time) | $(fmt "$COST_GONE_VS_PRESENT" %.2f) x | $(verdict "$COST_GONE_VS_PRESENT" '<=' 1.1) |"
+	echo "| daemon <= 1.5 us CPU per connection | $(fmt "${MED[unpinned-cpu]}" %.2f) us unpinned, $(fmt "${MED[pinned-cpu]}" %.2f) us pinned | $(verdict "${MED[unpinned-cpu]}" '<=' 1.5) |"
+	echo "| user space >= 3,000,000 records/s on one core | $(fmt "$BP_RATE" %.0f) records/s | $(verdict "$BP_RATE" '>=' 3000000) |"
 	echo "| 0 records lost at the top storm rate | $TOP_LOST lost in the kernel, $TOP_MISSING log lines missing of $TOP_WANT ($TOP_TOTAL conns at $TOP_RATE conn/s) | $( [ "$TOP_LOST" = 0 ] && [ "$TOP_MISSING" -le 0 ] && echo met || echo MISSED) |"
 	echo "| RSS <= 64 MiB at 100 000 live connections | ${RSS100K:-n/a} MiB | $(verdict "$RSS100K" '<=' 64) |"
 	echo
@@ -447,18 +421,14 @@ drops_ratio() { if [ "$DROPS" = yes ]; then fmt "${MED[$1-ratio-drops]}" %.3f; e
 	echo
 	echo "## 2. In-kernel cost (kernel.bpf_stats_enabled=1)"
 	echo
-	for key in on drops; do
-		[ -n "${BPF[$key-total]:-}" ] || continue
-		echo "Deltas of run_time_ns / run_cnt over one $STORM_N-connection storm ($(fmt "${BPF[$key-rate]}" %.0f) conn/s with stats on) for the ${BPF[$key-nprogs]} programs of a daemon $([ "$key" = drops ] && echo "with \`--drops\`" || echo "with default options") (name prefix ml_, found through the daemon's descriptors). A loopback connection is 2 observed sockets."
+	echo "bench/cost.sh: the sum of run_time_ns over a program set (kernel.bpf_stats_enabled=1), per connection of a $STORM_N-connection loopback storm (2 observed sockets each), ${BENCH_COST_ROUNDS:-5} rounds, every kind once per round on a fresh cgroup in a rotated order; medians over rounds, and ratios to the floor of the same round. The floor (bench/bpf/floor.bpf.c) is the least any per-socket SK_STORAGE design pays: storage of meshlens's size created at connect/accept, the state callback set, storage deleted at close, nothing recorded. \"gone\": meshlens's programs with its daemon stopped (links pinned), the reader absent. \"tcplife\": libbpf-tools' tcplife (node-wide; one line per connection to a file). \"noopen\"/\"norec\": meshlens built without its open records / without any record (the ablations that show what the records cost)."
+	echo
+	cat "$T/cost.md"
+	echo
+	if [ -n "${COST_NOREC:-}" ] && [ -n "${COST_NOOPEN:-}" ]; then
+		echo "Where meshlens's time above the floor goes (differences of the medians above): the records $(awk -v a="$COST_MESHLENS" -v b="$COST_NOREC" 'BEGIN { printf("%.0f", a - b) }') ns per connection (open records $(awk -v a="$COST_MESHLENS" -v b="$COST_NOOPEN" 'BEGIN { printf("%.0f", a - b) }') ns, close records $(awk -v a="$COST_NOOPEN" -v b="$COST_NOREC" 'BEGIN { printf("%.0f", a - b) }') ns: 4 and 2 records of 144 bytes for 2 sockets), and the bookkeeping the floor does not do $(awk -v a="$COST_NOREC" -v b="$COST_FLOOR" 'BEGIN { printf("%.0f", a - b) }') ns (norec − floor: cgroup/connect4 and cgroup/sock_release runs, the storage lookups at establishment and close, socket cookie, clock and cgroup reads). meshlens without any record is $(fmt "$COST_NOREC_VS_FLOOR" %.2f) x the floor."
 		echo
-		echo "| program | runs | ns per run | runs per conn | ns per conn |"
-		echo "|---|---|---|---|---|"
-		while IFS=$'\t' read -r name c ns rc nc; do
-			[ -n "$name" ] && echo "| $name | $c | $ns | $rc | $nc |"
-		done <<<"${BPF[$key-table]}"
-		echo "| **total** | | | | **${BPF[$key-total]}** |"
-		echo
-	done
+	fi
 	if [ -n "$PERF_SUMMARY" ]; then
 		echo "### Where it goes (perf)"
 		echo
@@ -526,7 +496,8 @@ printf '%-52s %s\n' \
 	"conn/s unpinned: without / with / ratio" "$(fmt "${MED[unpinned-off]}" %.0f) / $(fmt "${MED[unpinned-on]}" %.0f) / $(fmt "${MED[unpinned-ratio]}" %.3f)" \
 	"conn/s pinned:   without / with / ratio" "$(fmt "${MED[pinned-off]}" %.0f) / $(fmt "${MED[pinned-on]}" %.0f) / $(fmt "${MED[pinned-ratio]}" %.3f)" \
 	"conn/s with --drops (unpinned / pinned)" "$(drops_cell unpinned) / $(drops_cell pinned)" \
-	"BPF ns per connection (sum of ml_* programs)" "$BPF_TOTAL$([ -n "${BPF[drops-total]:-}" ] && echo " (with --drops ${BPF[drops-total]})")" \
+	"BPF ns per connection: meshlens / floor / ratio" "$(fmt "$COST_MESHLENS" %.0f) / $(fmt "$COST_FLOOR" %.0f) / $(fmt "$COST_MESHLENS_VS_FLOOR" %.2f)" \
+	"BPF, reader gone / present; tcplife / floor" "$(fmt "$COST_GONE_VS_PRESENT" %.2f); $(fmt "${COST_TCPLIFE_VS_FLOOR:-}" %.2f)" \
 	"pipeline records/s, one core (without write)" "$(fmt "$BP_RATE" %.0f) ($(fmt "$BP_RATE_CPU" %.0f))" \
 	"pipeline instructions per record (callgrind)" "${CG_IR:-n/a}" \
 	"bytes per access-log line" "$(fmt "$BP_BYTES" %.1f)"

@@ -4,8 +4,9 @@
  * the core (open, close, failed handshake), the connect-failure programs
  * (failed before any SYN) and the live-counter iterators.
  *
- * API: ml_reserve()/ml_submit() (ringbuf, never a wake-up per record),
- * ml_fill_conn() (everything a record says, read from the tcp_sock),
+ * API: ml_reserve()/ml_submit() (ringbuf, at most one wake-up per 10 ms),
+ * ml_fill_head() (the ends, identity, times), ml_fill_conn() (that and
+ * the TCP counters, read from the tcp_sock),
  * ml_emit_local_failure(), ml_failure_of().
  */
 #ifndef MESHLENS_BPF_CONN_H
@@ -28,7 +29,18 @@ __u8 ml_drops_on;
  * so that access-log lines + ML_CNT_RECORDS_LOST = connections, exactly) */
 static __always_inline struct tcp_probe_info *ml_reserve(__u32 lost)
 {
-	struct tcp_probe_info *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	struct tcp_probe_info *rec;
+
+	/* bench/cost.sh's ablations (never in a real build): meshlens without
+	 * its open records, and without any record at all */
+#if defined(ML_BENCH_NO_OPEN) || defined(ML_BENCH_NO_RECORDS)
+	if (lost == ML_CNT_OPEN_LOST)
+		return NULL;
+#endif
+#ifdef ML_BENCH_NO_RECORDS
+	return NULL;
+#endif
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 
 	if (!rec) {
 		ml_count(lost);
@@ -38,19 +50,31 @@ static __always_inline struct tcp_probe_info *ml_reserve(__u32 lost)
 	return rec;
 }
 
+/* When a submit last forced a wake-up (this object's programs, any CPU). */
+__u64 ml_woken_ns;
+/* At most one forced wake-up per this many ns, however full the ring. */
+#define ML_WAKE_GAP_NS 10000000ULL
+
 /*
- * Submit without a wake-up unless the reader is falling behind: a wake-up
- * costs more than the connection being logged, and the reader drains on a
- * timer anyway.
+ * Submit without a wake-up unless the reader is falling behind, and then
+ * at most one wake-up per ML_WAKE_GAP_NS: a wake-up costs more than the
+ * connection being logged, and the reader drains on a timer anyway. A
+ * reader that is gone or stalled would otherwise be woken by every submit
+ * once the ring is past the threshold — the observed sockets paying for
+ * the observer's absence. Racing CPUs may both wake once: harmless, and
+ * plain loads and stores work on every kernel (no cmpxchg before 5.12).
+ * now: the record's own bpf_ktime_get_ns() reading.
  */
-static __always_inline void ml_submit(struct tcp_probe_info *rec)
+static __always_inline void ml_submit(struct tcp_probe_info *rec, __u64 now)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (now - ml_woken_ns >= ML_WAKE_GAP_NS &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
+		ml_woken_ns = now;
 		flags = BPF_RB_FORCE_WAKEUP;
+	}
 	bpf_ringbuf_submit(rec, flags);
-	ml_count(ML_CNT_RECORDS);
 }
 
 static __always_inline __u8 ml_failure_of(__u32 err)
@@ -101,30 +125,27 @@ static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u1
 	rec->protocol = IPPROTO_TCP;
 	rec->sk_err = err;
 	rec->failure = err ? ml_failure_of(err) : ML_FAIL_UNREACHABLE;
-	ml_submit(rec);
+	ml_submit(rec, rec->close_ns);
+}
+
+/* Our FIN is in the sequence space once the socket is past these states. */
+static __always_inline bool ml_fin_sent(__u32 state)
+{
+	return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING ||
+	       state == TCP_TIME_WAIT || state == TCP_LAST_ACK;
 }
 
 /*
- * Everything a record says about a connection, read from the tcp_sock
- * itself, so the close record, the open record and the live-socket
- * iterators agree to the byte.
- *
- * Payload bytes from the kernel's sequence-space counters: bytes_acked and
- * bytes_received also count the SYN (removed through the base taken at
- * ESTABLISHED) and the FIN, removed here once it was acked (ours) or
- * consumed (the peer's: tcp_fin() sets SOCK_DONE).
+ * What every record of a connection says: its two ends (client first),
+ * identity and times. state: the TCP state the record reports; now: the
+ * time of the reading (bpf_ktime_get_ns()).
  */
-static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_sock *tp,
-					 struct ml_sock_state *st)
+static __always_inline void ml_fill_head(struct tcp_probe_info *rec, struct sock *sk,
+					 struct ml_sock_state *st, __u32 state, __u64 now)
 {
-	struct sock *sk = &tp->inet_conn.icsk_inet.sk;
-	__u64 sent = tp->bytes_acked - st->sent_base;
-	__u64 received = tp->bytes_received - st->recv_base;
 	__u8 local[ML_ADDR_LEN], remote[ML_ADDR_LEN];
 	__u16 lport = sk->__sk_common.skc_num;
 	__u16 rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	__u32 rtt_min = tp->rtt_min.s[0].v;
-	__u8 flags = st->flags;
 
 	rec->family = sk->__sk_common.skc_family;
 	if (rec->family == AF_INET) {
@@ -145,6 +166,39 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 		rec->src_port = lport;
 		rec->dst_port = rport;
 	}
+	rec->state = state;
+	rec->start_ns = st->connect_ns;
+	rec->close_ns = now;
+	rec->duration = now - st->connect_ns;
+	rec->cgroup_id = st->cgroup_id;
+	rec->sock_cookie = st->sock_cookie;
+	rec->direction = st->direction;
+	rec->protocol = IPPROTO_TCP;
+	rec->conn_success = st->connect_success;
+}
+
+/*
+ * Everything a record says about a connection, read from the tcp_sock
+ * itself, so the close record and the live-socket iterators agree to the
+ * byte. state: the socket's TCP state the record reports (at close, the
+ * one it closed from); it says whether our FIN was sent, so no run of the
+ * state callback but the last needs the storage.
+ *
+ * Payload bytes from the kernel's sequence-space counters: bytes_acked and
+ * bytes_received also count the SYN (removed through the base taken at
+ * ESTABLISHED) and the FIN, removed here once it was acked (ours) or
+ * consumed (the peer's: tcp_fin() sets SOCK_DONE).
+ */
+static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_sock *tp,
+					 struct ml_sock_state *st, __u32 state)
+{
+	struct sock *sk = &tp->inet_conn.icsk_inet.sk;
+	__u64 sent = tp->bytes_acked - st->sent_base;
+	__u64 received = tp->bytes_received - st->recv_base;
+	__u32 rtt_min = tp->rtt_min.s[0].v;
+	__u8 flags = st->flags | (ml_fin_sent(state) ? ML_F_FIN_OUT : 0);
+
+	ml_fill_head(rec, sk, st, state, bpf_ktime_get_ns());
 	if (st->connect_success) {
 		if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE))
 			flags |= ML_F_FIN_IN;
@@ -156,14 +210,6 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 		rec->received_bytes = received;
 	}
 	rec->flags = flags;
-	rec->start_ns = st->connect_ns;
-	rec->close_ns = bpf_ktime_get_ns();
-	rec->duration = rec->close_ns - st->connect_ns;
-	rec->cgroup_id = st->cgroup_id;
-	rec->sock_cookie = st->sock_cookie;
-	rec->direction = st->direction;
-	rec->protocol = IPPROTO_TCP;
-	rec->conn_success = st->connect_success;
 	rec->srtt_us = tp->srtt_us >> 3; /* the kernel keeps srtt << 3 */
 	rec->rtt_min = rtt_min == ~0U ? 0 : rtt_min; /* ~0U: no RTT sample yet */
 	rec->mss_cache = tp->mss_cache;

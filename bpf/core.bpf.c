@@ -53,21 +53,20 @@ struct sock___old {
 };
 
 /*
- * cgroup v2 id of a socket's cgroup. Before 5.15 the pointer shared a
+ * cgroup v2 id of a socket's cgroup, by direct loads through the BTF
+ * pointer (no probe-read helper calls). Before 5.15 the pointer shared a
  * word with classid/prioidx bits (a set low bit meant "no pointer": the
  * root); a CO-RE guard, not a version check, picks the layout.
  */
-static __always_inline __u64 ml_sk_cgroup_id(struct bpf_sock *bsk)
+static __always_inline __u64 ml_sk_cgroup_id(struct tcp_sock *tp)
 {
-	struct sock *sk = (struct sock *)bpf_skc_to_tcp_sock(bsk);
+	struct sock *sk = &tp->inet_conn.icsk_inet.sk;
 	struct cgroup *cgrp;
 	__u64 val;
 
-	if (!sk)
-		return 0;
 	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
-		return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
-	val = BPF_CORE_READ((struct sock___old *)sk, sk_cgrp_data.val);
+		return sk->sk_cgrp_data.cgroup->kn->id;
+	val = ((struct sock___old *)sk)->sk_cgrp_data.val;
 	if (!val || (val & 1))
 		return 1; /* the root cgroup's id */
 	cgrp = (struct cgroup *)(unsigned long)val;
@@ -90,7 +89,8 @@ static __always_inline struct ml_sock_state *ml_start_connect(struct bpf_sock_ad
 	/* connect() again after a local failure: report the earlier attempt */
 	if (st->phase == ML_PH_ATTEMPT)
 		ml_emit_local_failure(st, ctx->family, 0);
-	__builtin_memset(st, 0, sizeof(*st));
+	if (st->phase) /* new storage is zeroed; this is connect() again */
+		__builtin_memset(st, 0, sizeof(*st));
 	st->connect_ns = bpf_ktime_get_ns();
 	st->sock_cookie = bpf_get_socket_cookie(ctx);
 	st->direction = ML_DIR_OUTBOUND;
@@ -128,8 +128,7 @@ static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_st
 
 	if (!rec)
 		return;
-	ml_fill_conn(rec, tp, st);
-	rec->state = oldstate;
+	ml_fill_conn(rec, tp, st, oldstate);
 	if (st->connect_success) {
 		rec->type = ML_REC_CONN_CLOSE;
 		if (rec->sk_err == ECONNRESET)
@@ -138,7 +137,7 @@ static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_st
 		rec->type = ML_REC_CONN_FAILED;
 		rec->failure = ml_failure_of(rec->sk_err);
 	}
-	ml_submit(rec);
+	ml_submit(rec, rec->close_ns);
 }
 
 static __always_inline struct ml_sock_state *ml_state(struct bpf_sock *sk, __u64 flags)
@@ -151,13 +150,11 @@ static __always_inline struct ml_sock_state *ml_state(struct bpf_sock *sk, __u64
 }
 
 /* Handshake done: take the SYN out of the counters, tell user space. */
-static __always_inline void ml_established(struct bpf_sock *sk, struct ml_sock_state *st)
+static __always_inline void ml_established(struct tcp_sock *tp, struct ml_sock_state *st,
+					   __u64 now)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct tcp_probe_info *rec;
 
-	if (!tp)
-		return;
 	st->phase = ML_PH_ESTABLISHED;
 	st->connect_success = 1;
 	st->sent_base = tp->bytes_acked;
@@ -165,12 +162,14 @@ static __always_inline void ml_established(struct bpf_sock *sk, struct ml_sock_s
 	rec = ml_reserve(ML_CNT_OPEN_LOST);
 	if (!rec)
 		return;
-	ml_fill_conn(rec, tp, st);
+	/* the ends and the bases are all an open record needs (probe.h):
+	 * user space names the connection by them, counts it opened, and
+	 * subtracts the bases from raw live counters */
+	ml_fill_head(rec, &tp->inet_conn.icsk_inet.sk, st, TCP_ESTABLISHED, now);
 	rec->type = ML_REC_CONN_OPEN;
-	rec->state = TCP_ESTABLISHED;
 	rec->sent_bytes = st->sent_base; /* the bases (probe.h) */
 	rec->received_bytes = st->recv_base;
-	ml_submit(rec);
+	ml_submit(rec, rec->close_ns);
 }
 
 SEC("sockops")
@@ -185,8 +184,9 @@ int ml_sockops(struct bpf_sock_ops *ops)
 		return 1;
 	switch (ops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		tp = bpf_skc_to_tcp_sock(sk);
 		st = ml_state(sk, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st)
+		if (!st || !tp)
 			return 1;
 		if (!st->phase) { /* connect() ran before meshlens attached */
 			st->connect_ns = bpf_ktime_get_ns();
@@ -194,34 +194,38 @@ int ml_sockops(struct bpf_sock_ops *ops)
 			st->sock_cookie = bpf_get_socket_cookie(ops);
 		}
 		st->phase = ML_PH_CONNECTING;
-		st->cgroup_id = ml_sk_cgroup_id(sk);
+		st->cgroup_id = ml_sk_cgroup_id(tp);
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 						       BPF_SOCK_OPS_STATE_CB_FLAG);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		tp = bpf_skc_to_tcp_sock(sk);
 		st = ml_state(sk, 0);
-		if (st)
-			ml_established(sk, st);
+		if (st && tp)
+			ml_established(tp, st, bpf_ktime_get_ns());
 		return 1;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp)
+			return 1;
 		st = ml_state(sk, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return 1;
 		st->connect_ns = bpf_ktime_get_ns();
 		st->direction = ML_DIR_INBOUND;
 		st->sock_cookie = bpf_get_socket_cookie(ops);
-		st->cgroup_id = ml_sk_cgroup_id(sk);
-		ml_established(sk, st);
+		st->cgroup_id = ml_sk_cgroup_id(tp);
+		ml_established(tp, st, st->connect_ns); /* accepted: now */
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags |
 						       BPF_SOCK_OPS_STATE_CB_FLAG);
 		return 1;
 	case BPF_SOCK_OPS_STATE_CB:
+		/* only the close needs the storage (the FIN is read from the
+		 * state closed from: ml_fill_conn()) */
+		if (ops->args[1] != TCP_CLOSE)
+			return 1;
 		st = ml_state(sk, 0);
 		if (!st)
-			return 1;
-		if (ops->args[1] == TCP_FIN_WAIT1 || ops->args[1] == TCP_LAST_ACK)
-			st->flags |= ML_F_FIN_OUT;
-		if (ops->args[1] != TCP_CLOSE)
 			return 1;
 		/* before the record is visible: the iterator must no longer
 		 * report this socket as live once its close was consumed */

@@ -57,10 +57,12 @@ int ml_sock_release(struct bpf_sock *ctx)
 {
 	struct ml_sock_state *st;
 
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+	/* the state first: a socket closed by its application (the common
+	 * case) is not in TCP_CLOSE yet, and costs no storage lookup */
+	if (ctx->state != TCP_CLOSE || ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
 		return 1;
 	st = bpf_sk_storage_get(&sk_states, ctx, 0, 0);
-	if (!st || st->phase != ML_PH_ATTEMPT || ctx->state != TCP_CLOSE)
+	if (!st || st->phase != ML_PH_ATTEMPT)
 		return 1;
 	ml_emit_local_failure(st, ctx->family, 0);
 	/* cgroup/sock programs may not call bpf_sk_storage_delete(); the

@@ -34,7 +34,7 @@ static __always_inline void ml_live(struct seq_file *seq, struct sock *sk,
 	if (!tp)
 		return;
 	__builtin_memset(&rec, 0, sizeof(rec));
-	ml_fill_conn(&rec, tp, st);
+	ml_fill_conn(&rec, tp, st, sk->__sk_common.skc_state);
 	if (!iter_full_pass && rec.sent_bytes == st->live_sent &&
 	    rec.received_bytes == st->live_received && rec.total_retrans == st->live_retrans)
 		return;
@@ -42,7 +42,6 @@ static __always_inline void ml_live(struct seq_file *seq, struct sock *sk,
 	st->live_received = rec.received_bytes;
 	st->live_retrans = rec.total_retrans;
 	rec.type = ML_REC_CONN_LIVE;
-	rec.state = sk->__sk_common.skc_state;
 	bpf_seq_write(seq, &rec, sizeof(rec));
 }
 

@@ -77,6 +77,8 @@ enum ml_failure {
  * and received_bytes are the bases instead: the kernel's bytes_acked and
  * bytes_received at ESTABLISHED (the SYN's sequence space, and data a
  * TCP Fast Open SYN carried), which ML_F_RAW records are relative to.
+ * OPEN records carry the ends, identity and times only: the TCP counters
+ * (srtt_us .. last_drop_reason) are 0 there.
  */
 struct tcp_probe_info {
 	__u64 start_ns;       /* monotonic ns: connect() called / accepted */
@@ -240,7 +242,7 @@ static inline __u32 ml_rtx_slot(__u16 family, __u32 state)
 
 /* Indexes of the per-CPU `counters` array map. */
 enum ml_counter {
-	ML_CNT_RECORDS = 0,      /* records submitted to the ringbuf */
+	ML_CNT_UNUSED0 = 0,      /* not counted (was: records submitted) */
 	ML_CNT_RECORDS_LOST = 1, /* close/failure records lost: ringbuf full */
 	ML_CNT_STORAGE_FAIL = 2, /* sockets not tracked: storage alloc failed */
 	ML_CNT_FLOWS_FULL = 3,   /* drops not kept per flow: drop_flows full */
