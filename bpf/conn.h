@@ -24,6 +24,9 @@
 const volatile __u64 wakeup_bytes = 1 << 20;
 /* Set by user space once drop tracing is attached: records carry drops. */
 __u8 ml_drops_on;
+/* Set by user space when its live-counter passes see every open connection
+ * (live.bpf.c): then no open record is written. */
+__u8 ml_no_open_records;
 
 /* lost: which counter says so when the ring is full (open records apart,
  * so that access-log lines + ML_CNT_RECORDS_LOST = connections, exactly) */

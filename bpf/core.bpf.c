@@ -159,6 +159,8 @@ static __always_inline void ml_established(struct tcp_sock *tp, struct ml_sock_s
 	st->connect_success = 1;
 	st->sent_base = tp->bytes_acked;
 	st->recv_base = tp->bytes_received;
+	if (ml_no_open_records)
+		return;
 	rec = ml_reserve(ML_CNT_OPEN_LOST);
 	if (!rec)
 		return;

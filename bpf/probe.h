@@ -139,7 +139,8 @@ struct ml_sock_state {
 	__u8 connect_success;     /* 1 once ESTABLISHED */
 	__u8 phase;               /* enum ml_phase */
 	__u8 flags;               /* ML_F_* seen so far */
-	__u8 pad[2];
+	__u8 live_seen;           /* a live pass has reported it */
+	__u8 pad;
 	__u32 drops;              /* packets of this socket dropped */
 	__u32 last_drop_reason;   /* enum skb_drop_reason of the last one */
 	__u64 live_sent;          /* counters the live-socket iterator last reported */

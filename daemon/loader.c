@@ -179,6 +179,8 @@ static void drops_prepare(void *skel, const struct ml_bpf *b, const struct ml_va
 
 static const struct ml_variant live_variants[] = {
 	{ .hook = "iter/bpf_sk_storage_map", .progs = { "ml_iter_live" } },
+	{ .hook = "iter/task_file", .progs = { "ml_iter_task_file_st" },
+	  .note = "every task's open files each refresh, all network namespaces; socket storage read through the socket" },
 	{ .hook = "iter/task_file", .progs = { "ml_iter_task_file" },
 	  .note = "every task's open files each refresh, all network namespaces; raw counters less the open records' bases" },
 };
@@ -537,6 +539,9 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	}
 	btf__free(btf);
 	b->n_feature_links = b->n_links;
+	/* live passes that read the storage see every open connection: the
+	 * core writes no open record (bpf/live.bpf.c) */
+	b->core->bss->ml_no_open_records = b->skel[ML_FEAT_LIVE] && b->variant[ML_FEAT_LIVE] < 2;
 	if (ml_bpf_drops_per_conn(b)) { /* records carry the socket's drops */
 		b->core->bss->ml_drops_on = 1;
 		if (b->skel[ML_FEAT_LIVE])
