@@ -138,14 +138,18 @@ wl() {
 # host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "workload metrics: both ends named, exact counts; a rename names new connections and never splits an open one" {
 	write_md wa wb
-	start_metrics_daemon --metadata "$T/md.json"
+	# live passes every 200 ms: where no open record is written, the first
+	# pass is what binds the held connection to its series
+	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
+	start_metrics_daemon -c "$T/c.json" --metadata "$T/md.json"
 	traffic pairs 127.0.0.1 100:200 300:400
 	# one held open across the rename
-	traffic pairs 127.0.0.1 5000:6000 --hold-ms 1500 &
+	traffic pairs 127.0.0.1 5000:6000 --hold-ms 8000 &
 	tpid=$!
 	wait_metric 3 meshlens_workload_tcp_connections_opened_total $(wl outbound wb wa)
 	write_md wa2 wb2
 	wait_err "metadata reloaded from $T/md.json" 1
+	kill -0 "$tpid" # the rename came while it was open
 	wait "$tpid"
 	traffic pairs 127.0.0.1 7:8
 	wait_metric 1 meshlens_workload_tcp_connections_closed_total $(wl inbound wa2 wb2)
