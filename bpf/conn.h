@@ -66,11 +66,11 @@ __u64 ml_woken_ns;
  * once the ring is past the threshold — the observed sockets paying for
  * the observer's absence. Racing CPUs may both wake once: harmless, and
  * plain loads and stores work on every kernel (no cmpxchg before 5.12).
- * now: the record's own bpf_ktime_get_ns() reading.
+ * The clock is the record's own reading (close_ns).
  */
-static __always_inline void ml_submit(struct tcp_probe_info *rec, __u64 now)
+static __always_inline void ml_submit(struct tcp_probe_info *rec)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 now = rec->close_ns, flags = BPF_RB_NO_WAKEUP;
 
 	if (now - ml_woken_ns >= ML_WAKE_GAP_NS &&
 	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
@@ -128,7 +128,7 @@ static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u1
 	rec->protocol = IPPROTO_TCP;
 	rec->sk_err = err;
 	rec->failure = err ? ml_failure_of(err) : ML_FAIL_UNREACHABLE;
-	ml_submit(rec, rec->close_ns);
+	ml_submit(rec);
 }
 
 /* Our FIN is in the sequence space once the socket is past these states. */
@@ -199,7 +199,7 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 	__u64 sent = tp->bytes_acked - st->sent_base;
 	__u64 received = tp->bytes_received - st->recv_base;
 	__u32 rtt_min = tp->rtt_min.s[0].v;
-	__u8 flags = st->flags | (ml_fin_sent(state) ? ML_F_FIN_OUT : 0);
+	__u8 flags = ml_fin_sent(state) ? ML_F_FIN_OUT : 0;
 
 	ml_fill_head(rec, sk, st, state, bpf_ktime_get_ns());
 	if (st->connect_success) {

@@ -137,7 +137,7 @@ static __always_inline void ml_emit_close(struct tcp_sock *tp, struct ml_sock_st
 		rec->type = ML_REC_CONN_FAILED;
 		rec->failure = ml_failure_of(rec->sk_err);
 	}
-	ml_submit(rec, rec->close_ns);
+	ml_submit(rec);
 }
 
 static __always_inline struct ml_sock_state *ml_state(struct bpf_sock *sk, __u64 flags)
@@ -171,7 +171,7 @@ static __always_inline void ml_established(struct tcp_sock *tp, struct ml_sock_s
 	rec->type = ML_REC_CONN_OPEN;
 	rec->sent_bytes = st->sent_base; /* the bases (probe.h) */
 	rec->received_bytes = st->recv_base;
-	ml_submit(rec, rec->close_ns);
+	ml_submit(rec);
 }
 
 SEC("sockops")

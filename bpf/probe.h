@@ -138,7 +138,7 @@ struct ml_sock_state {
 	__u8 direction;           /* enum ml_direction */
 	__u8 connect_success;     /* 1 once ESTABLISHED */
 	__u8 phase;               /* enum ml_phase */
-	__u8 flags;               /* ML_F_* seen so far */
+	__u8 flags;               /* unused (FIN_OUT is read from the state) */
 	__u8 live_seen;           /* a live pass has reported it */
 	__u8 pad;
 	__u32 drops;              /* packets of this socket dropped */
