@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -567,6 +568,8 @@ int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val 
 #define GZ_CLOSE_MAX (64ULL << 20)	/* close finishes a compression this close to done */
 #define GZ_TMP ".gz.tmp"
 #define ROTATE_RETRY_NS NSEC_PER_SEC	/* after a failed rotation */
+#define REOPEN_RETRY_NS NSEC_PER_SEC	/* after a failed reopen */
+#define REOPEN_SAY_NS (60 * NSEC_PER_SEC)	/* between messages while it fails */
 
 struct accesslog_gz {
 	int src;		/* path.1 open for reading; -1: nothing to compress */
@@ -585,6 +588,11 @@ struct accesslog_sink {
 	size_t used;
 	bool torn;	/* the file ends inside the line that starts buf */
 	uint64_t lost;
+	/* a reopen that failed (fd -1): retried at flushes, lines meanwhile lost */
+	bool follow;		/* the path was a symlink at start: the operator's, followed */
+	int reopen_err;		/* -errno of the last failed attempt; 0 = open */
+	int64_t reopen_retry_ns, reopen_said_ns; /* CLOCK_MONOTONIC */
+	uint64_t lost_at_fail;	/* s->lost when the reopen first failed */
 	/* rotation; max_bytes 0 = off */
 	uint64_t max_bytes;
 	unsigned int max_files;
@@ -594,9 +602,33 @@ struct accesslog_sink {
 	struct accesslog_gz gz;
 };
 
-static int open_log(const char *path)
+/* mkdir -p of the directory holding path (its parents may be gone by a reopen) */
+static void make_parent_dirs(const char *path)
 {
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	char dir[PATH_MAX];
+	char *p;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return;
+	for (p = dir + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		mkdir(dir, 0750);
+		*p = '/';
+	}
+}
+
+/*
+ * Non-blocking: a FIFO nobody reads fails at once (ENXIO) rather than
+ * hanging, and one read too slowly costs lines (counted), not the loop.
+ * No symlink is followed unless the path was one at start: one planted
+ * at the path later must not redirect the log.
+ */
+static int open_log(const char *path, bool follow)
+{
+	make_parent_dirs(path);
+	return open(path,
+		    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW),
+		    0640);
 }
 
 struct accesslog_sink *accesslog_open(const char *dest)
@@ -616,7 +648,10 @@ struct accesslog_sink *accesslog_open(const char *dest)
 		s->path = strdup(dest);
 		if (!s->path)
 			goto cleanup;
-		s->fd = open_log(dest);
+		struct stat st;
+
+		s->follow = !lstat(dest, &st) && S_ISLNK(st.st_mode);
+		s->fd = open_log(dest, s->follow);
 		if (s->fd < 0)
 			goto cleanup;
 	}
@@ -919,7 +954,7 @@ static int rotate(struct accesslog_sink *s)
 	slot_name(s, one, 1, "");
 	if (rename(s->path, one))
 		return -errno;
-	fd = open_log(s->path);
+	fd = open_log(s->path, s->follow);
 	if (fd < 0) {
 		err = -errno;
 		/* keep the file we write to under the name it had */
@@ -1016,11 +1051,41 @@ static int write_batch(struct accesslog_sink *s, size_t *done, size_t to)
 	return 0;
 }
 
+static int reopen_now(struct accesslog_sink *s);
+
+/* While the file cannot be reopened: a new attempt a second, a word a minute. */
+static int retry_reopen(struct accesslog_sink *s)
+{
+	int64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (now >= s->reopen_retry_ns) {
+		s->reopen_retry_ns = now + REOPEN_RETRY_NS;
+		if (!reopen_now(s))
+			return 0;
+	}
+	if (now >= s->reopen_said_ns) {
+		s->reopen_said_ns = now + REOPEN_SAY_NS;
+		fprintf(stderr,
+			"meshlens: access log: cannot reopen %s: %s (%" PRIu64
+			" lines lost so far; retrying every second)\n",
+			s->path, accesslog_strerror(s->reopen_err), s->lost - s->lost_at_fail);
+	}
+	return s->reopen_err;
+}
+
 int accesslog_flush(struct accesslog_sink *s)
 {
 	size_t done = 0, keep = 0;
 	int err = 0;
 
+	if (s->reopen_err && s->used && retry_reopen(s)) {
+		/* nowhere to write: the lines are lost, counted (no torn line
+		 * is left: the failed reopen dropped its rest) */
+		s->lost += count_lines(s->buf, 0, s->used);
+		s->used = 0;
+		s->torn = false;
+		return s->reopen_err;
+	}
 	if (s->max_bytes && s->used) {
 		/* the rest of a torn line belongs to the file holding its start */
 		if (s->torn)
@@ -1078,25 +1143,61 @@ int accesslog_append(struct accesslog_sink *s, const char *line, size_t len)
  * rotation and go to the old file; what cannot be written there is counted
  * lost. If the path cannot be opened, keep logging to the old file.
  */
+static int reopen_now(struct accesslog_sink *s)
+{
+	int fd = open_log(s->path, s->follow);
+
+	if (fd < 0) {
+		s->reopen_err = errno == ELOOP ? -ELOOP : -errno;
+		return s->reopen_err;
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	else
+		fprintf(stderr, "meshlens: access log: reopened %s (%" PRIu64
+				" lines lost while it could not be)\n",
+			s->path, s->lost - s->lost_at_fail);
+	s->fd = fd;
+	s->reopen_err = 0;
+	return 0;
+}
+
+const char *accesslog_strerror(int err)
+{
+	if (err == -ELOOP)
+		return "a symbolic link is there (not followed)";
+	if (err == -ENXIO)
+		return "a FIFO no process reads";
+	return strerror(-err);
+}
+
+/*
+ * Lines queued so far were logged before the rotation and go to the old
+ * file. If the path cannot be opened, nothing more goes to the old file
+ * either (it is no longer the log: a deleted or moved file): lines are
+ * counted lost while the reopen is retried at each flush, once a second.
+ */
 int accesslog_reopen(struct accesslog_sink *s)
 {
-	int fd;
-
 	if (!s->path)
 		return 0;
 	accesslog_flush(s);
-	fd = open_log(s->path);
-	if (fd < 0)
-		return -errno;
 	/* the rest of a line torn in the old file must not start the new one */
 	if (s->torn) {
 		s->lost++;
 		s->used = 0;
 		s->torn = false;
 	}
-	close(s->fd);
-	s->fd = fd;
-	return 0;
+	if (!reopen_now(s))
+		return 0;
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+		s->lost_at_fail = s->lost;
+	}
+	s->reopen_retry_ns = clock_ns(CLOCK_MONOTONIC) + REOPEN_RETRY_NS;
+	s->reopen_said_ns = s->reopen_retry_ns + REOPEN_SAY_NS; /* the caller says it now */
+	return s->reopen_err;
 }
 
 uint64_t accesslog_lost_lines(const struct accesslog_sink *s)
@@ -1117,7 +1218,7 @@ void accesslog_close(struct accesslog_sink *s)
 	if (s->gz.src >= 0 && s->gz.left <= GZ_CLOSE_MAX)
 		gz_step(s, UINT64_MAX);
 	gz_abort(s);
-	if (s->path)
+	if (s->path && s->fd >= 0)
 		close(s->fd);
 	free(s->path);
 	free(s->buf);

@@ -111,7 +111,8 @@ struct accesslog_sink;
 
 /*
  * Open a sink: "-" = stdout, anything else a file path opened O_APPEND
- * (created 0640). Returns NULL with errno set on failure.
+ * and non-blocking (created 0640, with its missing parent directories; a
+ * FIFO must have a reader). Returns NULL with errno set on failure.
  */
 struct accesslog_sink *accesslog_open(const char *dest);
 
@@ -126,8 +127,18 @@ int accesslog_append(struct accesslog_sink *s, const char *line, size_t len);
 /* Write every queued line (one write(2) per batch). 0 or -errno. */
 int accesslog_flush(struct accesslog_sink *s);
 
-/* Re-open the file (after logrotate moved it); no-op for stdout. 0 or -errno. */
+/*
+ * Re-open the file (after logrotate moved it); no-op for stdout. 0 or
+ * -errno; on failure nothing more goes to the old file: lines are counted
+ * lost while each flush retries (once a second; said on stderr once a
+ * minute). A symlink at the path is followed only if the path was one
+ * when the sink was opened.
+ */
 int accesslog_reopen(struct accesslog_sink *s);
+
+/* strerror() for the sink's errors, naming the two it makes itself
+ * (ELOOP: a symlink not followed; ENXIO: a FIFO nobody reads) */
+const char *accesslog_strerror(int err);
 
 /* Lines that could not be written (e.g. disk full) since open. */
 uint64_t accesslog_lost_lines(const struct accesslog_sink *s);

@@ -103,6 +103,34 @@ int cgroup_open(const char *root, const char *path)
 	return fd;
 }
 
+int cgroup_within(int outer_fd, int inner_fd)
+{
+	struct stat outer, cur, up;
+	int fd = inner_fd, next, ret;
+
+	if (fstat(outer_fd, &outer) || fstat(inner_fd, &cur))
+		return -errno;
+	/* up through ".." until the mount's root, whose ".." is another
+	 * filesystem's directory (or itself at "/") */
+	for (;;) {
+		if (cur.st_dev == outer.st_dev && cur.st_ino == outer.st_ino) {
+			ret = 1;
+			break;
+		}
+		next = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ret = next < 0 || fstat(next, &up) ? -errno : 0;
+		if (fd != inner_fd)
+			close(fd);
+		fd = next;
+		if (ret || up.st_dev != cur.st_dev || up.st_ino == cur.st_ino)
+			break;
+		cur = up;
+	}
+	if (fd >= 0 && fd != inner_fd)
+		close(fd);
+	return ret;
+}
+
 int cgroup_ensure_bpffs(const char *dir)
 {
 	struct statfs sfs;

@@ -26,6 +26,13 @@ int cgroup_v2_root(char *buf, size_t len, const char *private_dir);
  */
 int cgroup_open(const char *root, const char *path);
 
+/*
+ * Whether the cgroup directory inner_fd is outer_fd's or one below it,
+ * compared by inode (a symlink or a second mount of the hierarchy cannot
+ * hide it). 1, 0, or -errno.
+ */
+int cgroup_within(int outer_fd, int inner_fd);
+
 /* Mount bpffs at dir (e.g. /sys/fs/bpf) unless one is there. 0 or -errno. */
 int cgroup_ensure_bpffs(const char *dir);
 

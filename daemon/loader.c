@@ -3,6 +3,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -468,6 +471,7 @@ static int load_core(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, si
 }
 
 static int check_pin_dir(const char *pin_dir, char *err, size_t errlen);
+static int unpin_dir(const char *pin_dir, char *err, size_t errlen);
 
 /* --pin-path: an absolute directory on bpffs, made if missing */
 static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, size_t errlen)
@@ -496,10 +500,69 @@ static int prepare_pin_dir(struct ml_bpf *b, const char *pin_dir, char *err, siz
 		return ret;
 	}
 	ret = check_pin_dir(pin_dir, err, errlen);
+	if (!ret) {
+		b->pin_lock_fd = ml_bpf_lock_pin_dir(pin_dir, err, errlen);
+		ret = b->pin_lock_fd < 0 ? b->pin_lock_fd : 0;
+	}
 	if (ret && b->pin_dir_made)
 		rmdir(pin_dir);
 	if (ret)
 		b->pin_dir_made = false;
+	return ret;
+}
+
+/* The pid holding an flock on the file st names, from /proc/locks; 0 if none. */
+static long flock_holder(const struct stat *st)
+{
+	unsigned int maj, min;
+	unsigned long ino;
+	char line[256];
+	long pid = 0;
+	FILE *f = fopen("/proc/locks", "re");
+
+	if (!f)
+		return 0;
+	/* "1: FLOCK  ADVISORY  WRITE 4242 00:29:11339814 0 EOF"; waiters have "->" */
+	while (!pid && fgets(line, sizeof(line), f)) {
+		long p;
+
+		if (sscanf(line, "%*d: FLOCK %*s %*s %ld %x:%x:%lu", &p, &maj, &min, &ino) == 4 &&
+		    maj == major(st->st_dev) && min == minor(st->st_dev) && ino == st->st_ino)
+			pid = p;
+	}
+	fclose(f);
+	return pid;
+}
+
+/* bpffs holds no regular files: the lock is an flock on the directory itself,
+ * dropped by the kernel however the daemon ends */
+int ml_bpf_lock_pin_dir(const char *pin_dir, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "--pin-path '%s': %s", pin_dir, strerror(errno));
+		return ret;
+	}
+	if (!flock(fd, LOCK_EX | LOCK_NB))
+		return fd;
+	ret = -errno;
+	if (ret == -EWOULDBLOCK) {
+		long pid = fstat(fd, &st) ? 0 : flock_holder(&st);
+
+		ret = -EBUSY;
+		if (pid)
+			snprintf(err, errlen, "--pin-path '%s': in use by another meshlens (pid %ld)",
+				 pin_dir, pid);
+		else
+			snprintf(err, errlen, "--pin-path '%s': in use by another meshlens", pin_dir);
+	} else {
+		snprintf(err, errlen, "--pin-path '%s': locking: %s", pin_dir, strerror(-ret));
+	}
+	close(fd);
 	return ret;
 }
 
@@ -509,6 +572,7 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	int ret;
 
 	memset(b, 0, sizeof(*b));
+	b->pin_lock_fd = -1;
 	for (int f = 0; f < ML_FEATURES; f++) {
 		b->variant[f] = -1;
 		b->table[f].name = features[f].name;
@@ -525,7 +589,7 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	ret = load_core(b, o->ringbuf_bytes, err, errlen);
 	if (ret) {
 		if (b->pin_dir_made)
-			ml_bpf_unpin_all(b->pin_dir, NULL, 0);
+			unpin_dir(b->pin_dir, NULL, 0);
 		return ret;
 	}
 	btf = btf__load_vmlinux_btf();
@@ -613,7 +677,9 @@ static int check_pin_dir(const char *pin_dir, char *err, size_t errlen)
 	return 0;
 }
 
-int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
+/* ml_bpf_unpin_all() of a checked directory whose lock the caller holds;
+ * err may be NULL */
+static int unpin_dir(const char *pin_dir, char *err, size_t errlen)
 {
 	char path[512], dummy[ML_ERR_TMP];
 	struct dirent *de;
@@ -624,11 +690,6 @@ int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
 		err = dummy;
 		errlen = sizeof(dummy);
 	}
-	if (pin_dir[0] == '/' && access(pin_dir, F_OK) && errno == ENOENT)
-		return 0; /* nothing pinned */
-	ret = check_pin_dir(pin_dir, err, errlen);
-	if (ret)
-		return ret;
 	dir = opendir(pin_dir);
 	if (!dir) {
 		ret = -errno;
@@ -650,6 +711,24 @@ int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
 		ret = -errno;
 		snprintf(err, errlen, "removing %s: %s", pin_dir, strerror(errno));
 	}
+	return ret;
+}
+
+int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen)
+{
+	int ret, lock;
+
+	if (pin_dir[0] == '/' && access(pin_dir, F_OK) && errno == ENOENT)
+		return 0; /* nothing pinned */
+	ret = check_pin_dir(pin_dir, err, errlen);
+	if (ret)
+		return ret;
+	/* not from under a running daemon */
+	lock = ml_bpf_lock_pin_dir(pin_dir, err, errlen);
+	if (lock < 0)
+		return lock;
+	ret = unpin_dir(pin_dir, err, errlen);
+	close(lock);
 	return ret;
 }
 
@@ -708,7 +787,7 @@ int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size
 fail:
 	ml_bpf_detach(b);
 	if (b->pin_dir_made) /* nothing of ours was there before: leave nothing */
-		ml_bpf_unpin_all(b->pin_dir, NULL, 0);
+		unpin_dir(b->pin_dir, NULL, 0);
 	return ret;
 }
 
@@ -784,6 +863,9 @@ void ml_bpf_destroy(struct ml_bpf *b)
 	memset(b->skel, 0, sizeof(b->skel));
 	core_bpf__destroy(b->core);
 	b->core = NULL;
+	if (b->pin_dir[0] && b->pin_lock_fd >= 0)
+		close(b->pin_lock_fd);
+	b->pin_dir[0] = '\0';
 }
 
 /* ---- the table ------------------------------------------------------------------------ */

@@ -61,6 +61,7 @@ struct ml_bpf {
 	unsigned int wakeup_bytes;      /* ringbuf fill that wakes the reader */
 	char pin_dir[256];              /* bpffs directory of pinned maps and links; "" = none */
 	bool pin_dir_made;              /* created by this process: removed again on failure */
+	int pin_lock_fd;                /* the pin directory, flock()ed while this daemon runs */
 	struct bpf_link *links[ML_MAX_LINKS];
 	int n_links;
 	int n_feature_links;            /* links[0..n) are the features' tracing/iterator links */
@@ -87,6 +88,14 @@ void ml_bpf_print_log(FILE *out);
 
 /* Remove everything pinned under pin_dir (programs detach, maps go). */
 int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen);
+
+/*
+ * One daemon per pin directory (two would read one ring: every record
+ * logged twice, or taken by the other and in no loss counter). An fd
+ * holding the directory's lock until closed or the process ends, or
+ * -EBUSY with the holder's pid in err, or another -errno.
+ */
+int ml_bpf_lock_pin_dir(const char *pin_dir, char *err, size_t errlen);
 
 /* Attach the cgroup programs to each fd of cg_fds. All or nothing. */
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);

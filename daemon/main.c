@@ -475,22 +475,24 @@ static int open_cgroups(struct ml_daemon *d)
 		}
 		d->cg_fds[d->n_cg++] = fd;
 	}
+	/* programs on a cgroup run for the sockets of all below it too: a
+	 * second attachment below would record each socket twice */
+	for (i = 0; i < n; i++)
+		for (int j = 0; j < n; j++) {
+			if (i == j || cgroup_within(d->cg_fds[i], d->cg_fds[j]) != 1)
+				continue;
+			if (cgroup_within(d->cg_fds[j], d->cg_fds[i]) == 1)
+				fprintf(stderr,
+					"meshlens: --cgroup '%s' and --cgroup '%s' are the same cgroup\n",
+					paths[i], paths[j]);
+			else
+				fprintf(stderr,
+					"meshlens: --cgroup '%s' is inside --cgroup '%s', which already "
+					"sees its sockets: give only '%s'\n",
+					paths[j], paths[i], paths[i]);
+			return 2;
+		}
 	return 0;
-}
-
-/* mkdir -p of the directory holding path */
-static void make_parent_dirs(const char *path)
-{
-	char dir[PATH_MAX];
-	char *p;
-
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return;
-	for (p = dir + 1; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		mkdir(dir, 0750);
-		*p = '/';
-	}
 }
 
 static int open_sink(struct ml_daemon *d)
@@ -499,11 +501,9 @@ static int open_sink(struct ml_daemon *d)
 
 	if (!strcmp(dest, "off"))
 		return 0;
-	if (strcmp(dest, "-"))
-		make_parent_dirs(dest);
 	d->pl.sink = accesslog_open(dest);
 	if (!d->pl.sink) {
-		fprintf(stderr, "meshlens: --access-log '%s': %s\n", dest, strerror(errno));
+		fprintf(stderr, "meshlens: --access-log '%s': %s\n", dest, accesslog_strerror(-errno));
 		return 2;
 	}
 	if (d->opt.log_max_size_kb > 0) {
@@ -718,10 +718,13 @@ static int run_loop(struct ml_daemon *d)
 				if (read(d->sfd, &si, sizeof(si)) != sizeof(si))
 					continue;
 				if (si.ssi_signo == SIGHUP) {
-					if (d->pl.sink && accesslog_reopen(d->pl.sink))
+					int err = d->pl.sink ? accesslog_reopen(d->pl.sink) : 0;
+
+					if (err)
 						fprintf(stderr,
-							"meshlens: reopening access log: %s\n",
-							strerror(errno));
+							"meshlens: reopening access log %s: %s "
+							"(lines are counted lost until it can be)\n",
+							d->opt.access_log, accesslog_strerror(err));
 					reload_metadata(d);
 					continue;
 				}
@@ -923,7 +926,7 @@ int main(int argc, char **argv)
 	if (d.opt.detach && geteuid() == 0) {
 		ret = ml_bpf_unpin_all(d.opt.pin_path, err, sizeof(err));
 		/* a path that is no pin directory of ours is bad usage */
-		ret = !ret ? 0 : ret == -EINVAL || ret == -EMEDIUMTYPE ? 2 : 1;
+		ret = !ret ? 0 : ret == -EINVAL || ret == -EMEDIUMTYPE || ret == -EBUSY ? 2 : 1;
 		if (ret)
 			fprintf(stderr, "meshlens: --detach: %s\n", err);
 		goto out;
@@ -964,7 +967,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "meshlens: %s\n", err);
 		ml_bpf_print_log(stderr);
 		/* a --pin-path that cannot be one is bad usage */
-		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR || ret == -EINVAL
+		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR || ret == -EINVAL ||
+				      ret == -EBUSY
 			      ? 2
 			      : 1;
 		goto out;

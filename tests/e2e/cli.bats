@@ -108,7 +108,8 @@ probe_line() {
 # bad input: exit 2, one line naming the problem, nothing attached
 bad() {
 	local expect=$1; shift
-	run "$MESHLENS" "$@"
+	# (a daemon that wrongly starts must fail the test, not hang it)
+	run timeout -k 5 20 "$MESHLENS" "$@"
 	echo "status=$status output=$output"
 	[ "$status" = 2 ]
 	[ "${#lines[@]}" = 1 ]
@@ -174,6 +175,57 @@ bad() {
 	bad "the root of a bpf filesystem" --pin-path /sys/fs/bpf -g "$CG" -o off -m off
 }
 
+@test "nested or repeated --cgroup: exit 2 with one line, nothing attached; the parent alone records the child's sockets once" {
+	mkdir "$CG/child"
+	# programs on a cgroup run for every cgroup below it: a second
+	# attachment below would record each socket twice
+	bad "--cgroup '$CG/child' is inside --cgroup '$CG', which already sees its sockets" \
+	    -g "$CG" -g "$CG/child" --pin-path "$PIN" -o off -m off
+	bad "--cgroup '$CGREL/child' is inside --cgroup '$CG'" \
+	    -g "$CGREL/child" -g "$CG" --pin-path "$PIN" -o off -m off
+	ln -s "$CG" "$T/cg-link"
+	bad "--cgroup '$CG' and --cgroup '$T/cg-link' are the same cgroup" \
+	    -g "$CG" -g "$T/cg-link" --pin-path "$PIN" -o off -m off
+	printf '{"cgroups":["%s","%s/child"],"pin_path":"%s","metrics_addr":"off"}\n' \
+	    "$CG" "$CG" "$PIN" >"$T/nested.json"
+	bad "is inside --cgroup '$CG'" -c "$T/nested.json"
+	[ -z "$(cgroup_attached "$CG/child")" ]
+	start_daemon
+	"$MLTRAFFIC" --cgroup "$CG/child" many 127.0.0.1 3 >>"$T/truth.json"
+	wait_records 6
+	check_conns
+	[ "$(jq -s 'map(.sock_cookie) | unique | length' "$T/access.log")" = 6 ]
+}
+
+@test "one daemon per pin path: a second exits 2 naming the first's pid, --detach too; after the first dies, a new one starts" {
+	start_daemon
+	first=$DAEMON_PID
+	run timeout -k 5 20 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/second.log" -m off
+	echo "status=$status output=$output"
+	[ "$status" = 2 ]
+	[ "${#lines[@]}" = 1 ]
+	[ "$output" = "meshlens: --pin-path '$PIN': in use by another meshlens (pid $first)" ]
+	run "$MESHLENS" --detach --pin-path "$PIN"
+	[ "$status" = 2 ]
+	[ "$output" = "meshlens: --detach: --pin-path '$PIN': in use by another meshlens (pid $first)" ]
+	[ -e "$PIN/events" ]
+	# the first is untouched and alone on the ring: each record once
+	traffic many 127.0.0.1 3
+	wait_records 6
+	check_conns
+	[ "$(lines_in "$T/second.log")" = 0 ]
+	# the kernel drops the lock however the holder ends
+	kill -KILL "$first"
+	wait "$first" || true
+	DAEMON_PID=""
+	mv "$T/access.log" "$T/access.log.first"
+	start_daemon
+	traffic many 127.0.0.1 2
+	wait_records 4
+	cat "$T/access.log.first" >>"$T/access.log"
+	check_conns
+}
+
 @test "not root: exit 2 and says why" {
 	run setpriv --reuid=65534 --regid=65534 --clear-groups "$MESHLENS" -g "$CG" -o off
 	[ "$status" = 2 ]
@@ -200,10 +252,86 @@ bad() {
 	wait_records 2
 	mv "$T/access.log" "$T/access.log.1"
 	kill -HUP "$DAEMON_PID"
-	sleep 0.2
+	wait_for '[ -e "$T/access.log" ]'
 	traffic many 127.0.0.1 1
 	wait_records 2
 	[ "$(wc -l <"$T/access.log.1")" = 2 ]
 	cat "$T/access.log.1" >>"$T/access.log"
+	check_conns
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "a reopen that fails is retried; lines meanwhile are counted lost, none go to the old file" {
+	mkdir "$T/logs"
+	start_metrics_daemon -o "$T/logs/access.log"
+	traffic many 127.0.0.1 2
+	wait_for '[ "$(lines_in "$T/logs/access.log")" = 4 ]'
+	# the directory goes and a file takes its name: not even mkdir can help
+	rm -r "$T/logs"
+	echo x >"$T/logs"
+	kill -HUP "$DAEMON_PID"
+	wait_for 'grep -q "reopening access log $T/logs/access.log: Not a directory" "$T/daemon.err"'
+	traffic many 127.0.0.1 3
+	wait_metric 6 meshlens_events_lost_total 'source="access_log"'
+	# the way back: connections until one's lines land in the new file
+	rm "$T/logs"
+	conns=5
+	for _ in $(seq 100); do
+		[ "$(lines_in "$T/logs/access.log")" -gt 0 ] && break
+		traffic many 127.0.0.1 1
+		conns=$((conns + 1))
+		sleep 0.1
+	done
+	# every line since the failure is in the new file or counted lost, once
+	wait_for '[ $(($(lines_in "$T/logs/access.log") +
+	               $(metric meshlens_events_lost_total source=\"access_log\"))) = $((2 * conns - 4)) ]'
+	lost=$(metric meshlens_events_lost_total 'source="access_log"')
+	[ "$lost" -ge 6 ]
+	grep -q "reopened $T/logs/access.log ($lost lines lost while it could not be)" "$T/daemon.err"
+	[ "$(grep -c reopen "$T/daemon.err")" = 2 ]   # said once, and the recovery
+	jq -e . "$T/logs/access.log" >/dev/null
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "a symlink planted at the log path is not followed at reopen; one given at start is" {
+	start_metrics_daemon
+	traffic many 127.0.0.1 1
+	wait_records 2
+	mv "$T/access.log" "$T/access.log.1"
+	ln -s "$T/victim" "$T/access.log"
+	kill -HUP "$DAEMON_PID"
+	wait_for 'grep -q "reopening access log $T/access.log: a symbolic link is there (not followed)" "$T/daemon.err"'
+	traffic many 127.0.0.1 1
+	wait_metric 2 meshlens_events_lost_total 'source="access_log"'
+	[ ! -e "$T/victim" ]
+	[ "$(lines_in "$T/access.log.1")" = 2 ]
+	stop_daemon
+	# the operator's own symlink
+	rm "$T/access.log"
+	ln -s "$T/real.log" "$T/access.log"
+	start_daemon
+	traffic many 127.0.0.1 1
+	wait_for '[ "$(lines_in "$T/real.log")" = 2 ]'
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "a FIFO as the access log: with no reader exit 2 at once, one line; with one, the lines flow" {
+	mkfifo "$T/fifo"
+	run timeout -k 5 20 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/fifo" -m off
+	echo "status=$status output=$output"
+	[ "$status" = 2 ]
+	[ "$output" = "meshlens: --access-log '$T/fifo': a FIFO no process reads" ]
+	[ -z "$(cgroup_attached "$CG")" ]
+	# a reader that never sees EOF (it holds a write end too)
+	exec 4<>"$T/fifo"
+	cat <&4 >"$T/fifo.out" &
+	reader=$!
+	exec 4<&-
+	start_daemon -o "$T/fifo"
+	traffic many 127.0.0.1 2
+	wait_for '[ "$(lines_in "$T/fifo.out")" = 4 ]'
+	stop_daemon
+	kill "$reader"
+	cp "$T/fifo.out" "$T/access.log"
 	check_conns
 }

@@ -50,10 +50,13 @@ cgroup_attached() {
 		'.[] | select(.cgroup_id == $id) | "\(.attach_type) \(.prog_id)"'
 }
 
-# Move every process out of a cgroup and remove it.
+# Move every process out of a cgroup and remove it, children first.
 remove_cgroup() {
-	local cg=$1 p
+	local cg=$1 p sub
 	[ -d "$cg" ] || return 0
+	for sub in "$cg"/*/; do
+		[ -d "$sub" ] && remove_cgroup "${sub%/}"
+	done
 	while read -r p; do
 		[ -n "$p" ] && echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null
 	done <"$cg/cgroup.procs"
@@ -213,6 +216,22 @@ wait_records() {
 	echo "expected $n records, access log has $(wc -l <"$T/access.log"):" >&2
 	cat "$T/access.log" >&2
 	return 1
+}
+
+# wait_for 'COMMAND LINE': evaluate it (up to 10 s) until it succeeds;
+# single-quote it so that what it expands is expanded each time
+wait_for() {
+	for _ in $(seq 100); do
+		eval "$1" && return 0
+		sleep 0.1
+	done
+	echo "after 10 s still failing: $1" >&2
+	return 1
+}
+
+# lines_in FILE: its number of lines, 0 when it does not exist
+lines_in() {
+	if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi
 }
 
 # check_conns: every "conn" of the ground truth has exactly one outbound
