@@ -618,17 +618,28 @@ static void make_parent_dirs(const char *path)
 }
 
 /*
- * Non-blocking: a FIFO nobody reads fails at once (ENXIO) rather than
- * hanging, and one read too slowly costs lines (counted), not the loop.
- * No symlink is followed unless the path was one at start: one planted
- * at the path later must not redirect the log.
+ * Opened non-blocking, so that a FIFO nobody reads fails at once (ENXIO)
+ * rather than hanging start-up; writes block again after (a slow reader
+ * holds the loop back, and the ringbuf absorbs that, as with a pipe on
+ * stdout). No symlink is followed unless the path was one at start: one
+ * planted at the path later must not redirect the log.
  */
 static int open_log(const char *path, bool follow)
 {
+	int fd, fl;
+
 	make_parent_dirs(path);
-	return open(path,
-		    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW),
-		    0640);
+	fd = open(path,
+		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW),
+		  0640);
+	if (fd >= 0 && ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
 }
 
 struct accesslog_sink *accesslog_open(const char *dest)

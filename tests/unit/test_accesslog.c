@@ -1015,9 +1015,14 @@ static void test_sink_rejects_bad_lines(void **state)
 	assert_int_equal(accesslog_lost_lines(s), 0);
 	accesslog_close(s);
 
+	/* missing parents are made; a file where a directory must be is not one */
+	s = accesslog_open(tmp_path("new/dir/log"));
+	assert_non_null(s);
+	accesslog_close(s);
+	want_file(tmp_path("new/dir/log"), "");
 	errno = 0;
-	assert_null(accesslog_open(tmp_path("no/such/dir")));
-	assert_int_equal(errno, ENOENT);
+	assert_null(accesslog_open(tmp_path("new/dir/log/x")));
+	assert_int_equal(errno, ENOTDIR);
 }
 
 static void test_sink_reopen_after_rename(void **state)
@@ -1047,10 +1052,16 @@ static void test_sink_reopen_after_rename(void **state)
 	accesslog_close(out);
 }
 
-static void test_sink_reopen_fails_keeps_old_file(void **state)
+/*
+ * A reopen that fails sends nothing more to the old file (no longer the
+ * log): lines are counted lost until a reopen works; missing parent
+ * directories are made again.
+ */
+static void test_sink_reopen_fails_counts_lost(void **state)
 {
 	char dir[128], moved[128], path[160], old[160];
 	struct accesslog_sink *s;
+	int fd;
 
 	(void)state;
 	snprintf(dir, sizeof(dir), "%s/sub", tmpdir);
@@ -1062,10 +1073,25 @@ static void test_sink_reopen_fails_keeps_old_file(void **state)
 	assert_non_null(s);
 	assert_int_equal(accesslog_append(s, "a\n", 2), 0);
 	assert_int_equal(rename(dir, moved), 0);
-	assert_int_equal(accesslog_reopen(s), -ENOENT);
+	/* a file where the directory was: not even mkdir helps */
+	fd = open(dir, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(accesslog_reopen(s), -ENOTDIR);
 	assert_int_equal(accesslog_append(s, "b\n", 2), 0);
+	assert_int_equal(accesslog_append(s, "c\n", 2), 0);
+	assert_int_equal(accesslog_flush(s), -ENOTDIR);
+	assert_int_equal(accesslog_lost_lines(s), 2);
+	want_file(old, "a\n");
+	/* the way is clear again: the directory is made, the file opened */
+	assert_int_equal(unlink(dir), 0);
+	assert_int_equal(accesslog_reopen(s), 0);
+	assert_int_equal(accesslog_append(s, "d\n", 2), 0);
+	assert_int_equal(accesslog_flush(s), 0);
+	want_file(path, "d\n");
+	want_file(old, "a\n");
+	assert_int_equal(accesslog_lost_lines(s), 2);
 	accesslog_close(s);
-	want_file(old, "a\nb\n");
 }
 
 /*
@@ -1998,7 +2024,7 @@ int main(void)
 		cmocka_unit_test(test_sink_flushes_when_batch_full),
 		cmocka_unit_test(test_sink_rejects_bad_lines),
 		cmocka_unit_test(test_sink_reopen_after_rename),
-		cmocka_unit_test(test_sink_reopen_fails_keeps_old_file),
+		cmocka_unit_test(test_sink_reopen_fails_counts_lost),
 		cmocka_unit_test(test_sink_torn_line_not_carried_to_new_file),
 		cmocka_unit_test(test_sink_write_retried_after_eintr),
 		cmocka_unit_test(test_sink_lost_lines_dev_full),
