@@ -50,10 +50,10 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		debug = getenv("MESHLENS_DEBUG") != NULL;
 	if (debug)
 		return vfprintf(stderr, fmt, ap);
-	if (level == LIBBPF_DEBUG)
+	/* never on stderr by itself: a start-up error is one line of ours,
+	 * which names the verifier's verdict where there is one */
+	if (level == LIBBPF_DEBUG || !capture.on)
 		return 0;
-	if (!capture.on)
-		return vfprintf(stderr, fmt, ap);
 	if (capture.len + 1 >= sizeof(capture.buf))
 		return 0;
 	n = vsnprintf(capture.buf + capture.len, sizeof(capture.buf) - capture.len, fmt, ap);
@@ -89,12 +89,6 @@ static void verifier_verdict(char *out, size_t len)
 	for (p = end; p > begin + 26 && p[-1] != '\n'; p--)
 		;
 	snprintf(out, len, "%.*s", (int)(end - p), p);
-}
-
-void ml_bpf_print_log(FILE *out)
-{
-	if (capture.len)
-		fputs(capture.buf, out);
 }
 
 /* ---- the test-only refusal switch -------------------------------------------- */
@@ -454,15 +448,18 @@ static int load_core(struct ml_bpf *b, unsigned int ringbuf_bytes, char *err, si
 	if (ret) {
 		const char *prog = strstr(capture.buf, "prog '");
 		int n = prog ? (int)strcspn(prog + 6, "'") : 0;
+		char verdict[160];
 
-		if (b->pin_dir[0] && !b->pin_dir_made)
+		verifier_verdict(verdict, sizeof(verdict));
+		if (strstr(capture.buf, "reusing pinned map"))
 			snprintf(err, errlen,
 				 "loading the core BPF programs: %s (maps pinned under %s by another "
 				 "meshlens version or ringbuf_bytes? remove them with --detach)",
 				 strerror(-ret), b->pin_dir);
 		else
-			snprintf(err, errlen, "loading the core BPF program %.*s: %s", n,
-				 prog ? prog + 6 : "", strerror(-ret));
+			snprintf(err, errlen, "loading the core BPF program %.*s: %s%s%s%s", n,
+				 prog ? prog + 6 : "", strerror(-ret), verdict[0] ? ": " : "",
+				 verdict, getenv("MESHLENS_DEBUG") ? "" : " (MESHLENS_DEBUG=1 shows libbpf's log)");
 		core_bpf__destroy(s);
 		return ret;
 	}

@@ -83,8 +83,6 @@ struct ml_load_opts {
  */
 int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_t errlen);
 
-/* After a failed ml_bpf_load(): libbpf's messages, the verifier's log among them. */
-void ml_bpf_print_log(FILE *out);
 
 /* Remove everything pinned under pin_dir (programs detach, maps go). */
 int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen);

@@ -73,6 +73,9 @@ struct ml_daemon {
 	uint64_t lost_reported; /* kernel-side losses already reported */
 	uint64_t unwritten_reported; /* access-log lines lost to write errors, reported */
 	time_t lost_said_at;
+	char reload_text[ML_ERR_LEN + 64]; /* the last metadata reload's word */
+	unsigned int reload_held;          /* reloads since it was last said */
+	int64_t reload_said_ns;
 	int ncpus;
 	uint64_t refreshes;     /* live-iterator passes so far */
 	bool flows_due;         /* an epoch of drop flows waits to be taken out */
@@ -132,6 +135,8 @@ static void report_losses(struct ml_daemon *d)
  */
 #define ML_DRAIN_BATCH 256
 
+static void say_reload_held(struct ml_daemon *d);
+
 static int drain(struct ml_daemon *d)
 {
 	int n, total = 0;
@@ -145,6 +150,7 @@ static int drain(struct ml_daemon *d)
 		total += n;
 	} while (n == ML_DRAIN_BATCH);
 	report_losses(d);
+	say_reload_held(d);
 	return total;
 }
 
@@ -611,23 +617,52 @@ static int open_metadata(struct ml_daemon *d)
 		fprintf(stderr, "meshlens: --metadata: %s\n", err);
 		return 2;
 	}
+	if (ml_metadata_warning(d->pl.md)[0])
+		fprintf(stderr, "meshlens: --metadata: %s: %s\n", d->opt.metadata,
+			ml_metadata_warning(d->pl.md));
 	return 0;
+}
+
+/*
+ * What a reload says: at most one line a second (a writer replacing the
+ * file in a loop, or a SIGHUP storm, must not flood stderr); one held back
+ * is said by the drain timer once the second is over, so the last word
+ * is always said.
+ */
+#define ML_RELOAD_SAY_NS 1000000000LL
+
+static void say_reload_held(struct ml_daemon *d)
+{
+	if (!d->reload_held || ns_now(CLOCK_MONOTONIC) - d->reload_said_ns < ML_RELOAD_SAY_NS)
+		return;
+	if (d->reload_held > 1)
+		fprintf(stderr, "meshlens: %s (the last of %u reloads in a second)\n",
+			d->reload_text, d->reload_held);
+	else
+		fprintf(stderr, "meshlens: %s\n", d->reload_text);
+	d->reload_held = 0;
+	d->reload_said_ns = ns_now(CLOCK_MONOTONIC);
 }
 
 /* Parse the file again; the old table stays when the new one is bad. */
 static void reload_metadata(struct ml_daemon *d)
 {
 	char err[ML_ERR_LEN];
+	const char *warn;
 
 	if (!d->pl.md)
 		return;
 	drain(d); /* records closed before the change get the old names */
-	if (ml_metadata_reload(d->pl.md, err, sizeof(err)))
-		fprintf(stderr, "meshlens: reloading metadata: %s (keeping the previous one)\n",
-			err);
-	else
-		fprintf(stderr, "meshlens: metadata reloaded from %s\n",
-			ml_metadata_path(d->pl.md));
+	if (ml_metadata_reload(d->pl.md, err, sizeof(err))) {
+		snprintf(d->reload_text, sizeof(d->reload_text),
+			 "reloading metadata: %s (keeping the previous one)", err);
+	} else {
+		warn = ml_metadata_warning(d->pl.md);
+		snprintf(d->reload_text, sizeof(d->reload_text), "metadata reloaded from %s%s%s",
+			 ml_metadata_path(d->pl.md), warn[0] ? ": " : "", warn);
+	}
+	d->reload_held++;
+	say_reload_held(d);
 }
 
 /*
@@ -965,7 +1000,6 @@ int main(int argc, char **argv)
 			  err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "meshlens: %s\n", err);
-		ml_bpf_print_log(stderr);
 		/* a --pin-path that cannot be one is bad usage */
 		ret = ret == -EMEDIUMTYPE || ret == -ENOENT || ret == -ENOTDIR || ret == -EINVAL ||
 				      ret == -EBUSY

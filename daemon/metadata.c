@@ -58,6 +58,7 @@ struct md_table {
 	int n_runs;
 	struct md_cgname *cg;
 	size_t n_cg;
+	char warn[200]; /* addresses listed for two workloads; "" when none */
 };
 
 struct md_cgid {
@@ -257,8 +258,48 @@ fail:
 	return NULL;
 }
 
+/* The key of o that is not one of keys[0..n), or NULL. */
+static const char *unknown_key(const cJSON *o, const char *const *keys, size_t n)
+{
+	const cJSON *c;
+
+	for (c = o->child; c; c = c->next) {
+		size_t i;
+
+		for (i = 0; i < n && strcmp(c->string, keys[i]); i++)
+			;
+		if (i == n)
+			return c->string;
+	}
+	return NULL;
+}
+
+/* "10.0.0.5", "10.0.0.0/24", "fd00::/64": a prefix as a file would give it */
+static void format_prefix(const struct md_prefix *p, char *buf, size_t len)
+{
+	uint8_t a[16];
+	char text[INET6_ADDRSTRLEN];
+	bool v4;
+
+	for (int i = 0; i < 8; i++) {
+		a[i] = (uint8_t)(p->hi >> (56 - 8 * i));
+		a[8 + i] = (uint8_t)(p->lo >> (56 - 8 * i));
+	}
+	v4 = p->len >= 96 && !p->hi && (p->lo >> 32) == 0xffff;
+	inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? a + 12 : a, text, sizeof(text));
+	if (p->len == 128)
+		snprintf(buf, len, "%s", text);
+	else
+		snprintf(buf, len, "%s/%u", text, v4 ? p->len - 96u : p->len);
+}
+
 static struct md_table *table_load(const char *path, char *err, size_t err_len)
 {
+	static const char *const top_keys[] = { "workloads" };
+	static const char *const wl_keys[] = { "workload", "namespace", "service", "node",
+					       "ips", "cgroups" };
+	const char *bad;
+	size_t dups = 0;
 	struct md_table *t = NULL;
 	const cJSON *wls, *e, *a, *v;
 	cJSON *root = NULL;
@@ -283,6 +324,11 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 	wls = cJSON_GetObjectItemCaseSensitive(root, "workloads");
 	if (!cJSON_IsObject(root) || !cJSON_IsArray(wls)) {
 		set_err(err, err_len, path, "expected an object {\"workloads\": [...]}");
+		goto fail;
+	}
+	/* a misspelt key would silently leave names out: refused, as in the config */
+	if ((bad = unknown_key(root, top_keys, 1))) {
+		set_err(err, err_len, path, "unknown key \"%s\"", bad);
 		goto fail;
 	}
 	/* count first, so the tables are allocated once */
@@ -311,6 +357,10 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		t->n_wl = i + 1;
 		if (!cJSON_IsObject(e)) {
 			set_err(err, err_len, path, "workloads[%zu]: not an object", i);
+			goto fail;
+		}
+		if ((bad = unknown_key(e, wl_keys, sizeof(wl_keys) / sizeof(wl_keys[0])))) {
+			set_err(err, err_len, path, "workloads[%zu]: unknown key \"%s\"", i, bad);
 			goto fail;
 		}
 		for (k = 0; k < 4; k++) {
@@ -390,11 +440,26 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		const struct md_prefix *p = &t->pfx[i];
 
 		if (j && p->len == t->pfx[j - 1].len && p->hi == t->pfx[j - 1].hi &&
-		    p->lo == t->pfx[j - 1].lo)
+		    p->lo == t->pfx[j - 1].lo) {
+			if (p->wl != t->pfx[j - 1].wl && !dups++) {
+				char text[INET6_ADDRSTRLEN + 4];
+
+				format_prefix(p, text, sizeof(text));
+				snprintf(t->warn, sizeof(t->warn),
+					 "%s is listed for workloads[%u] and workloads[%u]: the "
+					 "first is used",
+					 text, t->pfx[j - 1].wl, p->wl);
+			}
 			continue;
+		}
 		t->pfx[j++] = *p;
 	}
 	t->n_pfx = j;
+	if (dups > 1) {
+		size_t n = strlen(t->warn);
+
+		snprintf(t->warn + n, sizeof(t->warn) - n, " (%zu addresses so)", dups);
+	}
 	for (i = 0; i < t->n_pfx; i++) {
 		struct md_len_run *r = t->n_runs ? &t->runs[t->n_runs - 1] : NULL;
 
@@ -636,6 +701,11 @@ int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len)
 const char *ml_metadata_path(const struct ml_metadata *md)
 {
 	return md->path;
+}
+
+const char *ml_metadata_warning(const struct ml_metadata *md)
+{
+	return md->t->warn;
 }
 
 void ml_metadata_free(struct ml_metadata *md)

@@ -41,6 +41,10 @@ int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len);
 /* The file given to ml_metadata_open(). */
 const char *ml_metadata_path(const struct ml_metadata *md);
 
+/* What the last successful load would warn of (an address listed for two
+ * workloads: the first listed is used), or "". */
+const char *ml_metadata_warning(const struct ml_metadata *md);
+
 /* Workload of a 16-byte address (IPv4 v4-mapped); NULL when none matches. */
 const struct ml_workload *ml_metadata_by_addr(const struct ml_metadata *md,
 					      const uint8_t addr[16]);

@@ -74,8 +74,20 @@ probe_line() {
 @test "a refused core program: exit 1, one line naming it, nothing pinned or attached" {
 	run env MESHLENS_TEST_REFUSE=ml_sockops "$MESHLENS" --pin-path "$PIN" -g "$CG" -m off
 	[ "$status" = 1 ]
+	[ "${#lines[@]}" = 1 ]
 	[ "${lines[0]}" = "meshlens: loading the core BPF program ml_sockops: Operation not permitted (MESHLENS_TEST_REFUSE)" ]
 	[ ! -e "$PIN" ]
+	[ -z "$(cgroup_attached "$CG")" ]
+}
+
+@test "a map pinned by something else in the pin directory: exit 2 with one line, no libbpf chatter" {
+	mkdir -p "$PIN"
+	bpftool map create "$PIN/events" type array key 4 value 4 entries 1 name events
+	run timeout -k 5 20 "$MESHLENS" --pin-path "$PIN" -g "$CG" -o off -m off
+	echo "status=$status output=$output"
+	[ "$status" = 2 ]
+	[ "${#lines[@]}" = 1 ]
+	[ "$output" = "meshlens: loading the core BPF programs: Invalid argument (maps pinned under $PIN by another meshlens version or ringbuf_bytes? remove them with --detach)" ]
 	[ -z "$(cgroup_attached "$CG")" ]
 }
 

@@ -127,6 +127,28 @@ wait_err() {
 	[ "$(grep -c "metadata" "$T/daemon.err")" = 3 ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "a burst of reloads says at most a line a second, and the last word is always said" {
+	write_md wa wb
+	start_daemon --metadata "$T/md.json"
+	for i in $(seq 30); do
+		write_md "wa$i" "wb$i"
+		kill -HUP "$DAEMON_PID"
+	done
+	# the last file lists an address twice: its warning must be said
+	printf '{"workloads":[{"ips":["10.9.0.1"],"workload":"x"},{"ips":["10.9.0.1"],"workload":"y"}]}\n' \
+	    >"$T/md.json.tmp"
+	mv "$T/md.json.tmp" "$T/md.json"
+	kill -HUP "$DAEMON_PID"
+	wait_err "10.9.0.1 is listed for workloads\[0\] and workloads\[1\]: the first is used" 1
+	cat "$T/daemon.err"
+	[ "$(grep -c "metadata reloaded" "$T/daemon.err")" -le 4 ]
+	# at start-up the same warning, and the daemon runs
+	stop_daemon
+	start_daemon --metadata "$T/md.json"
+	grep -q "^meshlens: --metadata: $T/md.json: 10.9.0.1 is listed for workloads\[0\] and workloads\[1\]: the first is used$" "$T/daemon.err"
+}
+
 # --- workload metrics ------------------------------------------------------------
 
 # wl DIRECTION SRC DST: label matchers of one workload series (namespaces ns-<name>)

@@ -113,6 +113,26 @@ static void test_longest_prefix_v4(void **state)
 	assert_string_equal(who(f, "10.255.255.255"), "w8");
 }
 
+static void test_duplicate_addresses_warned(void **state)
+{
+	struct fx *f = *state;
+
+	load(f, TABLE);
+	/* "10.244.2.7" of "exact" and "10.244.2.7/32" of "second" */
+	assert_string_equal(ml_metadata_warning(f->md),
+			    "10.244.2.7 is listed for workloads[3] and workloads[4]: the first is used");
+	ml_metadata_free(f->md);
+	load(f, "{\"workloads\":[{\"ips\":[\"fd00::/64\",\"10.1.0.0/16\"],\"workload\":\"a\"},"
+		"{\"ips\":[\"10.1.0.0/16\",\"fd00::/64\"],\"workload\":\"b\"},"
+		"{\"ips\":[\"10.2.0.1\",\"10.2.0.1\"],\"workload\":\"c\"}]}");
+	assert_non_null(strstr(ml_metadata_warning(f->md), "is listed for workloads[0] and workloads[1]: "
+							   "the first is used (2 addresses so)"));
+	assert_string_equal(who(f, "10.1.2.3"), "a");
+	ml_metadata_free(f->md);
+	load(f, "{\"workloads\":[{\"ips\":[\"10.2.0.1\",\"10.2.0.1\"],\"workload\":\"c\"}]}");
+	assert_string_equal(ml_metadata_warning(f->md), ""); /* one workload's own repeat */
+}
+
 static void test_exact_beats_cidr_first_wins(void **state)
 {
 	struct fx *f = *state;
@@ -191,6 +211,10 @@ static void test_bad_files(void **state)
 		{ "{\"workloads\":[{\"workload\":\"a\",\"ips\":\"10.0.0.1\"}]}", "not an array" },
 		{ "{\"workloads\":[{\"workload\":\"a\",\"cgroups\":[3]}]}",
 		  "workloads[0].\"cgroups\"[0]: not a cgroup path" },
+		/* a misspelt key would leave names out silently */
+		{ "{\"workloads\":[{\"workload\":\"a\",\"ip\":[\"10.0.0.1\"]}]}",
+		  "workloads[0]: unknown key \"ip\"" },
+		{ "{\"workloads\":[],\"workload\":[]}", "unknown key \"workload\"" },
 	};
 	struct fx *f = *state;
 
@@ -299,6 +323,7 @@ int main(void)
 		T(test_v6_and_mapped),     T(test_unknown),
 		T(test_zero_length_prefixes), T(test_bad_files),
 		T(test_reload),            T(test_cgroups),
+		T(test_duplicate_addresses_warned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
