@@ -672,6 +672,7 @@ struct accesslog_sink {
 	size_t used;
 	bool torn;	/* the file ends inside the line that starts buf */
 	uint64_t lost;
+	int last_err;		/* -errno of the last batch not written */
 	/* a reopen that failed (fd -1): retried at flushes, lines meanwhile lost */
 	bool follow;		/* the path was a symlink at start: the operator's, followed */
 	int reopen_err;		/* -errno of the last failed attempt; 0 = open */
@@ -1176,6 +1177,7 @@ int accesslog_flush(struct accesslog_sink *s)
 	if (s->reopen_err && s->used && retry_reopen(s)) {
 		/* nowhere to write: the lines are lost, counted (no torn line
 		 * is left: the failed reopen dropped its rest) */
+		s->last_err = s->reopen_err;
 		s->lost += count_lines(s->buf, 0, s->used);
 		s->used = 0;
 		s->torn = false;
@@ -1211,6 +1213,7 @@ int accesslog_flush(struct accesslog_sink *s)
 		keep = nl + 1 - (s->buf + done);
 	}
 	s->torn = keep != 0;
+	s->last_err = err;
 	s->lost += count_lines(s->buf, done + keep, s->used);
 	memmove(s->buf, s->buf + done, keep);
 	s->used = keep;
@@ -1298,6 +1301,11 @@ int accesslog_reopen(struct accesslog_sink *s)
 uint64_t accesslog_lost_lines(const struct accesslog_sink *s)
 {
 	return s->lost;
+}
+
+int accesslog_last_error(const struct accesslog_sink *s)
+{
+	return s->last_err;
 }
 
 void accesslog_close(struct accesslog_sink *s)

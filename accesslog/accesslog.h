@@ -143,6 +143,9 @@ const char *accesslog_strerror(int err);
 /* Lines that could not be written (e.g. disk full) since open. */
 uint64_t accesslog_lost_lines(const struct accesslog_sink *s);
 
+/* Why the last lines counted lost were: -errno (ENOSPC...), 0 if none were. */
+int accesslog_last_error(const struct accesslog_sink *s);
+
 /*
  * Size-based rotation of a file sink (a no-op returning 0 for stdout).
  * At flush time, before a batch would take a non-empty file past

@@ -121,8 +121,9 @@ static void report_losses(struct ml_daemon *d)
 			"raise ringbuf_bytes or lower drain_interval_ms\n",
 			(unsigned long long)(lost - d->lost_reported));
 	if (unwritten != d->unwritten_reported)
-		fprintf(stderr, "meshlens: %llu access-log lines could not be written\n",
-			(unsigned long long)(unwritten - d->unwritten_reported));
+		fprintf(stderr, "meshlens: %llu access-log lines could not be written (%s)\n",
+			(unsigned long long)(unwritten - d->unwritten_reported),
+			accesslog_strerror(accesslog_last_error(d->pl.sink)));
 	d->lost_reported = lost;
 	d->unwritten_reported = unwritten;
 	d->lost_said_at = now;
