@@ -115,7 +115,10 @@ static __always_inline void ml_emit_local_failure(struct ml_sock_state *st, __u1
 	rec->start_ns = st->connect_ns;
 	rec->close_ns = bpf_ktime_get_ns();
 	rec->duration = rec->close_ns - st->connect_ns;
-	rec->cgroup_id = st->cgroup_id;
+	/* no SYN, so the state never learnt the socket's cgroup: the caller
+	 * runs in the task that called connect() or close() (the cgroup
+	 * sock/sock_addr hooks have the helper since 5.7, tracing always) */
+	rec->cgroup_id = bpf_get_current_cgroup_id();
 	rec->sock_cookie = st->sock_cookie;
 	__builtin_memcpy(rec->dst_addr, st->dst_addr, ML_ADDR_LEN);
 	rec->dst_port = st->dst_port;

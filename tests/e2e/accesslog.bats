@@ -127,12 +127,17 @@ check_local_failure() {
 	echo "connect-failures: $hook"
 	ns=mlnr$$; NETNS+=("$ns")
 	ip netns add "$ns"
-	start_daemon
+	# (with metadata, every record names its socket's cgroup)
+	echo '{"workloads": []}' >"$T/md.json"
+	start_daemon --metadata "$T/md.json"
 	grep -q "connect-failures=${hook/#-/off}" "$T/daemon.err"
 	traffic_in_netns "$ns" connect 198.51.100.7 443
 	[ "$(jq -r .outcome "$T/truth.json")" = unreachable ]
 	# and one connection that works, after it: it is logged either way
 	traffic many 127.0.0.1 1
+	# a failure before any SYN too: the cgroup of the task that saw it
+	wait_records 2
+	[ "$(jq -s --arg cg "$CGREL" 'map(select(.cgroup != $cg)) | length' "$T/access.log")" = 0 ]
 	case $hook in
 	fexit/*)
 		wait_records 3
