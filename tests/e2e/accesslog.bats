@@ -69,7 +69,11 @@ teardown() { ml_teardown; }
 	# the close time is now, not at boot: within a minute of the wall clock
 	now=$(date +%s)
 	run jq -r '.time | sub("\\.[0-9]+Z$"; "Z") | fromdate' "$T/access.log"
-	for t in $output; do [ $((now - t)) -lt 60 ] && [ $((now - t)) -ge 0 ]; done
+	[ -n "$output" ]
+	for t in $output; do
+		[ $((now - t)) -lt 60 ]
+		[ $((now - t)) -ge 0 ]
+	done
 }
 
 @test "srtt_us is the real smoothed RTT, not the kernel's value << 3" {
@@ -178,7 +182,7 @@ check_local_failure() {
 	check_conns
 	outside_ports=$(jq -r '.src_port' "$T/outside.json" | sort)
 	for p in $outside_ports; do
-		! jq -e --argjson p "$p" 'select(.src_port == $p)' "$T/access.log" >/dev/null
+		run ! jq -e --argjson p "$p" 'select(.src_port == $p)' "$T/access.log"
 	done
 }
 
@@ -207,7 +211,8 @@ check_local_failure() {
 	stop_daemon
 	# still observing: what closes now waits in the pinned ringbuf
 	[ "$(cgroup_attached "$CG" | wc -l)" = "$n" ]
-	[ -e "$PIN/events" ] && [ -e "$PIN/sk_states" ]
+	[ -e "$PIN/events" ]
+	[ -e "$PIN/sk_states" ]
 	run "$MESHLENS" --detach --pin-path "$PIN"
 	[ "$status" = 0 ]
 	[ -z "$(cgroup_attached "$CG")" ]

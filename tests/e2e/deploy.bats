@@ -409,6 +409,31 @@ some_traffic() {
 	[ "$bad" = 0 ]
 }
 
+# Checks that cannot fail: a bare `! cmd` (SC2314), or one inside a loop
+# whose status only the last pass decides; `[ a ] && [ b ]` before the end
+# of a block, whose `[ a ]` errexit ignores. shellcheck finds the first.
+@test "the bats suite: no check that cannot fail" {
+	need shellcheck
+	local f bad=0
+	for f in "$ROOT"/tests/e2e/*.bats; do
+		(cd "$ROOT" && shellcheck -x -S error "${f#"$ROOT"/}") || bad=1
+	done
+	# the others by pattern: a `!` statement, or an && list of tests not
+	# ending its block (the next line is not `}`, `done` or `fi`)
+	awk '
+	FNR == 1 { prev = ""; pline = 0 }
+	{
+		line = $0; sub(/^[ \t]+/, "", line)
+		if (pline && line !~ /^(\}|done|fi|else|elif|;;|esac)/)
+			{ print FILENAME ":" pline ": [ ] && [ ] before the end of its block"; bad = 1 }
+		pline = 0
+		if (line ~ /^! /) { print FILENAME ":" FNR ": bare !"; bad = 1 }
+		if (line ~ /^\[ .*\] && \[ .*\]$/) pline = FNR
+	}
+	END { exit bad }' "$ROOT"/tests/e2e/*.bats || bad=1
+	[ "$bad" = 0 ]
+}
+
 # --- systemd, logrotate ---------------------------------------------------------
 
 @test "systemd-analyze verify meshlens.service: clean; exposure stays low" {
@@ -472,7 +497,8 @@ some_traffic() {
 		run timeout 20 setpriv --bounding-set="$(setpriv_caps "${caps//$c/}")" --inh-caps=-all --ambient-caps=-all \
 			"$MESHLENS" --pin-path "$PIN" -g "$CG" -o "$T/access-$c.log" -m off --drops
 		echo "without CAP_$c: exit $status"
-		[ "$status" != 0 ] && [ "$status" != 124 ]
+		[ "$status" != 0 ]
+		[ "$status" != 124 ]
 		[[ "$output" != *ready* ]]
 	done
 	[ -z "$(cgroup_attached "$CG")" ]

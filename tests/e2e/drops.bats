@@ -449,7 +449,8 @@ check_netfilter_ingress() {
 	in_pkts=$(rule_count iptables INPUT pkts) in_bytes=$(rule_count iptables INPUT bytes)
 	out_pkts=$(rule_count iptables OUTPUT pkts) out_bytes=$(rule_count iptables OUTPUT bytes)
 	echo "rules: INPUT $in_pkts/$in_bytes, OUTPUT $out_pkts/$out_bytes"
-	[ "$in_pkts" = 13 ] && [ "$out_pkts" = 7 ]
+	[ "$in_pkts" = 13 ]
+	[ "$out_pkts" = 7 ]
 	srv="workload=\"srv-$$\" namespace=\"drops\" reason=\"NETFILTER_DROP\" layer=\"l3\""
 	cli="workload=\"cli-$$\" namespace=\"drops\" reason=\"NETFILTER_DROP\" layer=\"l3\""
 	wait_metric "$in_pkts" meshlens_workload_drops_total $srv 'direction="ingress"'

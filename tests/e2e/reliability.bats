@@ -62,11 +62,13 @@ start_with_config() {
 	echo "written $lines, not written $lost of 400"
 	[ "$lost" -gt 0 ]
 	# a line cut short by the full disk is finished first when space returns
-	[ $((lines + lost)) -ge 399 ] && [ $((lines + lost)) -le 400 ]
+	[ $((lines + lost)) -ge 399 ]
+	[ $((lines + lost)) -le 400 ]
 	kill -0 "$DAEMON_PID"
 	# said once per second at most, not per line
 	said=$(grep -c "access-log lines could not be written (No space left on device)" "$T/daemon.err")
-	[ "$said" -ge 1 ] && [ "$said" -le 5 ]
+	[ "$said" -ge 1 ]
+	[ "$said" -le 5 ]
 	# space returns: new records are written, whole, and every line of the
 	# 420 is either in the file or counted as not written
 	rm -f "$FILLER"

@@ -75,7 +75,7 @@ wait_err() {
 	tail -n 4 "$T/access.log" | names_ok wa2 wb2
 	# 127.0.0.1 itself beats 127.0.0.0/8 (the next test: another 127.x is "wide")
 	[ "$(grep -c '"src_workload":"wide"' "$T/access.log")" = 0 ]
-	! grep -q "reloading metadata" "$T/daemon.err"
+	run ! grep -q "reloading metadata" "$T/daemon.err"
 }
 
 @test "failed connection: the socket's own end named, no failure of naming" {
