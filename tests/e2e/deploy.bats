@@ -527,12 +527,21 @@ some_traffic() {
 	# strace blocks fatal signals while it traces (-o FILE PROG): meshlens is its child
 	DAEMON_PID=$(pgrep -P "$STRACE_PID")
 	[ -n "$DAEMON_PID" ]
+	# one connection held over a refresh of the open connections' counters
+	# (refresh_interval_ms 5000), which also takes a drop-map pass
+	"$MLTRAFFIC" --cgroup "$CG" many 127.0.0.1 1 --hold-ms 15000 >"$T/held.json" &
+	held=$!
 	some_traffic
 	wait_conns 11
 	scrape "$port" "$T/m"
 	curl -sSf --max-time 5 -H 'Accept-Encoding: gzip' -o /dev/null "http://127.0.0.1:$port/metrics"
-	# a refresh of the open connections' counters, a drop-map pass
-	sleep 5.5
+	for _ in $(seq 100); do
+		scrape "$port" "$T/m"
+		[ "$(samples_in sum "$T/m" meshlens_events_total 'source="live_socket"')" -ge 2 ] && break
+		sleep 0.1
+	done
+	[ "$(samples_in sum "$T/m" meshlens_events_total 'source="live_socket"')" -ge 2 ]
+	kill "$held"
 	kill -TERM "$DAEMON_PID"
 	wait "$STRACE_PID"
 	DAEMON_PID=""

@@ -526,11 +526,9 @@ check_tcp_egress_drops() {
 	# (duplicate data of retransmissions: TCP_OLD_SEQUENCE and the like) is
 	# in the drop log under its socket cookie, to the packet
 	scookie=$(jq '.[0].sock_cookie' <<<"$in")
-	sleep 0.5
-	sdrops=$(jq -s --argjson c "$scookie" \
-		'map(select(.type == "drop" and .sock_cookie == $c)) | (map(.packets) | add // 0)' \
-		"$T/access.log")
-	[ "$(jq '.[0].drops' <<<"$in")" = "$sdrops" ]
+	sdrops_want=$(jq '.[0].drops' <<<"$in")
+	# (drop lines come with the next pass over the drop flows)
+	wait_for '[ "$(drop_packets_of "$scookie")" = "$sdrops_want" ]'
 	[ "$(jq -s --argjson c "$scookie" \
 		'map(select(.type == "drop" and .sock_cookie == $c and .reason == "NETFILTER_DROP")) | length' \
 		"$T/access.log")" = 0 ]

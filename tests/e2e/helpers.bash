@@ -234,6 +234,13 @@ lines_in() {
 	if [ -e "$1" ]; then wc -l <"$1"; else echo 0; fi
 }
 
+# drop_packets_of COOKIE: packets of the access log's drop lines of that socket
+drop_packets_of() {
+	jq -s --argjson c "$1" \
+		'map(select(.type == "drop" and .sock_cookie == $c)) | (map(.packets) | add // 0)' \
+		"$T/access.log"
+}
+
 # check_conns: every "conn" of the ground truth has exactly one outbound
 # and one inbound record with exact bytes each way; prints mismatches.
 # Grouped by address pair: a long or slow run (a VM) may reuse a client
