@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -839,6 +842,44 @@ uint64_t ml_bpf_counter(const struct ml_bpf *b, uint32_t idx)
 	for (int i = 0; i < ncpus; i++)
 		sum += vals[i];
 	return sum;
+}
+
+/*
+ * Whether what the loop does after attach -- map reads, an iterator pass
+ * -- still works without CAP_BPF. From 6.5 only loading checks it; before,
+ * with unprivileged BPF disabled (Debian's default), every bpf() command
+ * does. Tried for real in a child that drops every capability (raw capset:
+ * nothing that allocates after fork() in a threaded process).
+ */
+bool ml_bpf_needs_cap_bpf(const struct ml_bpf *b)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = { 0 };
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return true;
+	if (pid == 0) {
+		__u64 vals[512];
+		__u32 key = 0;
+		int fd, ok;
+
+		ok = !syscall(SYS_capset, &hdr, none) &&
+		     (libbpf_num_possible_cpus() > 512 ||
+		      !bpf_map_lookup_elem(bpf_map__fd(b->core->maps.counters), &key, vals));
+		if (ok && b->iter_link) {
+			fd = bpf_iter_create(bpf_link__fd(b->iter_link));
+			ok = fd >= 0 && read(fd, vals, sizeof(vals)) >= 0;
+			if (fd >= 0)
+				close(fd);
+		}
+		_exit(ok ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return true;
+	return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
 /* ---- tear-down ---------------------------------------------------------------------- */

@@ -95,6 +95,10 @@ int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen);
  */
 int ml_bpf_lock_pin_dir(const char *pin_dir, char *err, size_t errlen);
 
+/* Whether reading the maps and the iterator after attach needs CAP_BPF
+ * on this kernel (tried in a child without it). */
+bool ml_bpf_needs_cap_bpf(const struct ml_bpf *b);
+
 /* Attach the cgroup programs to each fd of cg_fds. All or nothing. */
 int ml_bpf_attach(struct ml_bpf *b, const int *cg_fds, int n_cg, char *err, size_t errlen);
 

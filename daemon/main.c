@@ -810,7 +810,8 @@ static void features_summary(struct ml_bpf *b, char *out, size_t len)
  * socket, netlink dumps, /proc, the open log file) needs a capability.
  * Loading and attaching again is for the next daemon, started as root.
  */
-static int drop_privileges(const char *user)
+/* keep_bpf: CAP_BPF is still needed after attach (ml_bpf_needs_cap_bpf) */
+static int drop_privileges(const char *user, bool keep_bpf)
 {
 	const cap_value_t keep[] = { CAP_BPF };
 	struct passwd *pw = NULL;
@@ -825,7 +826,7 @@ static int drop_privileges(const char *user)
 		}
 	}
 	for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
-		if (c != CAP_BPF && CAP_IS_SUPPORTED(c))
+		if ((c != CAP_BPF || !keep_bpf) && CAP_IS_SUPPORTED(c))
 			cap_drop_bound(c);
 	if (pw && (prctl(PR_SET_KEEPCAPS, 1) || setgroups(0, NULL) || setgid(pw->pw_gid) ||
 		   setuid(pw->pw_uid))) {
@@ -833,8 +834,9 @@ static int drop_privileges(const char *user)
 		return 1;
 	}
 	caps = cap_init();
-	if (!caps || cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) ||
-	    cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET) || cap_set_proc(caps) ||
+	if (!caps || (keep_bpf && (cap_set_flag(caps, CAP_EFFECTIVE, 1, keep, CAP_SET) ||
+				   cap_set_flag(caps, CAP_PERMITTED, 1, keep, CAP_SET))) ||
+	    cap_set_proc(caps) ||
 	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		fprintf(stderr, "meshlens: dropping capabilities: %s\n", strerror(errno));
 		ret = 1;
@@ -918,6 +920,7 @@ int main(int argc, char **argv)
 	static struct ml_daemon d = { .epfd = -1, .tfd = -1, .sfd = -1, .rfd = -1, .ifd = -1 };
 	char err[ML_ERR_LEN];
 	sigset_t sigs;
+	bool keep_bpf;
 	int ret;
 
 	ml_options_init(&d.opt);
@@ -1042,14 +1045,18 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	ret = drop_privileges(d.opt.user);
+	keep_bpf = ml_bpf_needs_cap_bpf(&d.bpf);
+	ret = drop_privileges(d.opt.user, keep_bpf);
 	if (ret)
 		goto out;
 	if (d.http)
 		metrics_http_set_ready(d.http, true);
 	features_summary(&d.bpf, err, sizeof(err));
-	fprintf(stderr, "meshlens: ready: %d cgroup(s) under %s, access log %s, metrics %s, %s\n",
-		d.n_cg, d.cg_root, d.opt.access_log, d.opt.metrics_addr, err);
+	fprintf(stderr,
+		"meshlens: ready: %d cgroup(s) under %s, access log %s, metrics %s, %s, "
+		"capabilities %s\n",
+		d.n_cg, d.cg_root, d.opt.access_log, d.opt.metrics_addr, err,
+		keep_bpf ? "CAP_BPF" : "none");
 	ret = run_loop(&d);
 out:
 	cleanup(&d);

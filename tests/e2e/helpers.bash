@@ -218,6 +218,11 @@ wait_records() {
 	return 1
 }
 
+# version_ge A B: version A (a kernel release, say) is B or later
+version_ge() {
+	[ "$(printf '%s\n%s\n' "$2" "${1%%-*}" | sort -V | head -n1)" = "$2" ]
+}
+
 # wait_for 'COMMAND LINE': evaluate it (up to 10 s) until it succeeds;
 # single-quote it so that what it expands is expanded each time
 wait_for() {
