@@ -320,7 +320,7 @@ static int attach_tracing(struct ml_bpf *b, struct bpf_object *obj)
 
 /* One variant: open its object, share the core's maps, load, attach. */
 static int try_variant(struct ml_bpf *b, const struct ml_feature_def *def,
-		       const struct ml_variant *v, void **skel_out)
+		       const struct ml_variant *v, void **skel_out, struct bpf_object **obj_out)
 {
 	int first_link = b->n_links;
 	struct bpf_object *obj;
@@ -375,6 +375,7 @@ static int try_variant(struct ml_bpf *b, const struct ml_feature_def *def,
 		return err < 0 ? err : -err;
 	}
 	*skel_out = skel;
+	*obj_out = obj;
 	return 0;
 }
 
@@ -394,7 +395,7 @@ static void load_feature(struct ml_bpf *b, enum ml_feature_id f, const struct bt
 		if (v->tp && tp_btf_params(btf, v->tp) < v->min_params)
 			continue;
 		capture_start();
-		err = try_variant(b, def, v, &b->skel[f]);
+		err = try_variant(b, def, v, &b->skel[f], &b->obj[f]);
 		capture.on = false;
 		if (!err) {
 			t->state = refused ? ML_FS_FALLBACK : ML_FS_ON;
@@ -882,6 +883,33 @@ bool ml_bpf_needs_cap_bpf(const struct ml_bpf *b)
 	return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
+static uint64_t obj_recursion_misses(struct bpf_object *obj)
+{
+	struct bpf_program *p;
+	uint64_t n = 0;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+
+		/* (a kernel before 5.12 has no such field: it stays 0) */
+		if (bpf_program__fd(p) >= 0 &&
+		    !bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len))
+			n += info.recursion_misses;
+	}
+	return n;
+}
+
+uint64_t ml_bpf_recursion_misses(const struct ml_bpf *b)
+{
+	uint64_t n = b->core ? obj_recursion_misses(b->core->obj) : 0;
+
+	for (int f = 0; f < ML_FEATURES; f++)
+		if (b->skel[f])
+			n += obj_recursion_misses(b->obj[f]);
+	return n;
+}
+
 /* ---- tear-down ---------------------------------------------------------------------- */
 
 void ml_bpf_detach(struct ml_bpf *b)
@@ -899,6 +927,7 @@ void ml_bpf_destroy(struct ml_bpf *b)
 		if (b->skel[f])
 			features[f].destroy(b->skel[f]);
 	memset(b->skel, 0, sizeof(b->skel));
+	memset(b->obj, 0, sizeof(b->obj));
 	core_bpf__destroy(b->core);
 	b->core = NULL;
 	if (b->pin_dir[0] && b->pin_lock_fd >= 0)

@@ -56,6 +56,7 @@ struct ml_feature {
 struct ml_bpf {
 	struct core_bpf *core;
 	void *skel[ML_FEATURES];        /* loaded variant's skeleton, NULL when off */
+	struct bpf_object *obj[ML_FEATURES]; /* its object */
 	int variant[ML_FEATURES];       /* index of the serving variant, -1 when off */
 	struct ml_feature table[ML_FEATURES];
 	unsigned int wakeup_bytes;      /* ringbuf fill that wakes the reader */
@@ -94,6 +95,13 @@ int ml_bpf_unpin_all(const char *pin_dir, char *err, size_t errlen);
  * -EBUSY with the holder's pid in err, or another -errno.
  */
 int ml_bpf_lock_pin_dir(const char *pin_dir, char *err, size_t errlen);
+
+/*
+ * Runs the kernel skipped because a program of ours was already running
+ * on that CPU (a tracing program nested in itself, bpf_prog_info's
+ * recursion_misses summed over every loaded program): events not seen.
+ */
+uint64_t ml_bpf_recursion_misses(const struct ml_bpf *b);
 
 /* Whether reading the maps and the iterator after attach needs CAP_BPF
  * on this kernel (tried in a child without it). */

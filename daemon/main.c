@@ -426,6 +426,9 @@ static void render_metrics(struct ml_daemon *d)
 			(const char *const[]){ "source", "ringbuf_open", NULL },
 			kernel_counter(d, ML_CNT_OPEN_LOST));
 	expo_sample_u64(e, "meshlens_events_lost_total",
+			(const char *const[]){ "source", "recursion", NULL },
+			ml_bpf_recursion_misses(&d->bpf));
+	expo_sample_u64(e, "meshlens_events_lost_total",
 			(const char *const[]){ "source", "socket_storage", NULL },
 			kernel_counter(d, ML_CNT_STORAGE_FAIL));
 	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS))

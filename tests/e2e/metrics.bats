@@ -466,6 +466,11 @@ check_node_retrans() {
 	[ "$(samples_in count "$T/m" meshlens_events_lost_total)" -ge 1 ]
 	grep -qE '^meshlens_events_lost_total\{source="[^"]+"\} ' "$T/m"
 	[ -z "$(awk '/^meshlens_events_lost_total[{ ]/ && $NF != 0' "$T/m")" ]
+	# runs the kernel skipped (a program nested in itself): what bpftool
+	# says of this daemon's programs
+	[ "$(samples_in count "$T/m" meshlens_events_lost_total 'source="recursion"')" = 1 ]
+	expect_in "$T/m" "$(bpftool prog show -j | jq '[.[] | select(.name | startswith("ml_")) | .recursion_misses // 0] | add // 0')" \
+		meshlens_events_lost_total 'source="recursion"'
 	# every feature --probe names has its hook_info series, value 1
 	run "$MESHLENS" --probe
 	[ "$status" = 0 ]
