@@ -40,6 +40,9 @@ static __always_inline __u32 ml_reason_not_specified(void)
  * never sees the call, the branch being dead).
  */
 const volatile bool sk_storage = true;
+/* something reads drop_flows (the drop log, drops by workload): else
+ * only drop_counts is kept up (the loader clears it) */
+const volatile bool flows = true;
 /* the drop_flows epoch new counts go to; user space flips it (probe.h) */
 __u8 flow_epoch;
 
@@ -246,8 +249,11 @@ static __always_inline int ml_on_drop(struct sk_buff *skb, __u32 reason, struct 
 		st->last_drop_reason = reason;
 	}
 	ml_count_drop(&fk, BPF_CORE_READ(skb, len));
-	fk.epoch = flow_epoch;
-	ml_count_flow(&fk, BPF_CORE_READ(skb, len), flags, state, st ? st->sock_cookie : 0);
+	if (flows) {
+		fk.epoch = flow_epoch;
+		ml_count_flow(&fk, BPF_CORE_READ(skb, len), flags, state,
+			      st ? st->sock_cookie : 0);
+	}
 	return 0;
 }
 

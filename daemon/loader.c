@@ -171,10 +171,39 @@ static void failures_prepare(void *skel, const struct ml_bpf *b, const struct ml
 	((struct failures_bpf *)skel)->rodata->wakeup_bytes = b->wakeup_bytes;
 }
 
+/*
+ * The drop maps fill from tracing programs, where allocating an element
+ * at run time is safe only with the BPF memory allocator (6.1, struct
+ * bpf_mem_alloc); before, the verifier warns that it is not, and they
+ * are preallocated instead. A map already pinned keeps its flags (a
+ * mismatch would refuse the feature).
+ */
+static void drop_map_flags(struct bpf_map *m, const struct ml_bpf *b)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", b->pin_dir, bpf_map__name(m));
+	if (b->pin_dir[0] && (fd = bpf_obj_get(path)) >= 0) {
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			bpf_map__set_map_flags(m, info.map_flags);
+		close(fd);
+		return;
+	}
+	if (!b->mem_alloc)
+		bpf_map__set_map_flags(m, bpf_map__map_flags(m) & ~BPF_F_NO_PREALLOC);
+}
+
 static void drops_prepare(void *skel, const struct ml_bpf *b, const struct ml_variant *v)
 {
-	(void)b;
-	((struct drops_bpf *)skel)->rodata->sk_storage = !v->no_sk_storage;
+	struct drops_bpf *s = skel;
+
+	s->rodata->sk_storage = !v->no_sk_storage;
+	s->rodata->flows = b->drop_flows;
+	drop_map_flags(s->maps.drop_counts, b);
+	drop_map_flags(s->maps.drop_flows, b);
 }
 
 static const struct ml_variant live_variants[] = {
@@ -594,6 +623,8 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 		return ret;
 	}
 	btf = btf__load_vmlinux_btf();
+	b->mem_alloc = btf && btf__find_by_name_kind(btf, "bpf_mem_alloc", BTF_KIND_STRUCT) >= 0;
+	b->drop_flows = o->drop_flows;
 	for (int f = 0; f < ML_FEATURES; f++) {
 		if (f == ML_FEAT_DROPS && !o->drops) {
 			snprintf(b->table[f].reason, sizeof(b->table[f].reason),

@@ -62,6 +62,8 @@ struct ml_bpf {
 	unsigned int wakeup_bytes;      /* ringbuf fill that wakes the reader */
 	char pin_dir[256];              /* bpffs directory of pinned maps and links; "" = none */
 	bool pin_dir_made;              /* created by this process: removed again on failure */
+	bool mem_alloc;                 /* the kernel has the BPF memory allocator (6.1) */
+	bool drop_flows;                /* per-flow drop counts are read (ml_load_opts) */
 	int pin_lock_fd;                /* the pin directory, flock()ed while this daemon runs */
 	struct bpf_link *links[ML_MAX_LINKS];
 	int n_links;
@@ -72,6 +74,7 @@ struct ml_bpf {
 struct ml_load_opts {
 	unsigned int ringbuf_bytes;
 	bool drops;          /* --drops */
+	bool drop_flows;     /* --drops, and something reads the flows (drop log, by workload) */
 	const char *pin_dir; /* NULL: nothing pinned (--probe) */
 };
 

@@ -1003,6 +1003,9 @@ int main(int argc, char **argv)
 	ret = ml_bpf_load(&d.bpf,
 			  &(struct ml_load_opts){ .ringbuf_bytes = d.opt.ringbuf_bytes,
 						  .drops = d.opt.drops,
+						  /* the drop log, drops by workload */
+						  .drop_flows = d.pl.sink || (d.opt.metadata &&
+									      d.opt.workload_metrics),
 						  .pin_dir = d.opt.probe ? NULL : d.opt.pin_path },
 			  err, sizeof(err));
 	if (ret) {

@@ -316,6 +316,28 @@ check_netfilter_ingress() {
 	check_netfilter_ingress tracepoint/skb/kfree_skb
 }
 
+@test "nothing reads the flows (access log off, no --metadata): counts still exact, the flow map stays empty; the drop maps preallocated where the kernel has no bpf_mem_alloc" {
+	make_ns
+	start_drops_daemon -o off
+	r=$(kreason NO_SOCKET)
+	before=$(nstat_value UdpNoPorts)
+	scrape_to "$T/m0"
+	pkt closed udp 10.213.0.1 10.213.0.1 9 13 --size 64 --interval-ms 20
+	[ $(($(nstat_value UdpNoPorts) - before)) = 13 ]
+	wait_delta "$T/m0" 13 meshlens_drops_total "reason=\"$r\"" 'protocol="udp"' 'direction="ingress"'
+	[ "$(bpftool map dump pinned "$PIN/drop_flows" -j | jq length)" = 0 ]
+	[ "$(bpftool map dump pinned "$PIN/drop_counts" -j | jq length)" -gt 0 ]
+	# run-time allocation from a tracing program is safe from 6.1 (the BPF
+	# memory allocator) on; before, the maps are preallocated
+	if bpftool btf dump file /sys/kernel/btf/vmlinux | grep -q "^\[[0-9]*\] STRUCT 'bpf_mem_alloc'"; then
+		want=1 # BPF_F_NO_PREALLOC
+	else
+		want=0
+	fi
+	[ "$(bpftool map show pinned "$PIN/drop_flows" -j | jq .flags)" = "$want" ]
+	[ "$(bpftool map show pinned "$PIN/drop_counts" -j | jq .flags)" = "$want" ]
+}
+
 @test "UDP to a closed port: NO_SOCKET, as many as the namespace's Udp NoPorts grew" {
 	make_ns
 	start_drops_daemon
