@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <cjson/cJSON.h>
 
 #include "options.h"
 #include "loader.h"
@@ -77,6 +78,8 @@ struct ml_daemon {
 	unsigned int reload_held;          /* reloads since it was last said */
 	int64_t reload_said_ns;
 	int ncpus;
+	int argc;               /* the command line, read again by a config reload */
+	char **argv;
 	uint64_t refreshes;     /* live-iterator passes so far */
 	bool flows_due;         /* an epoch of drop flows waits to be taken out */
 };
@@ -571,13 +574,17 @@ static int add_fd(int epfd, int fd)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
+/* a periodic timer of ms milliseconds, the first tick ms from now */
+static int set_timer(int fd, unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct itimerspec its = { .it_interval = ts, .it_value = ts };
+
+	return timerfd_settime(fd, 0, &its, NULL) ? -errno : 0;
+}
+
 static int setup_loop(struct ml_daemon *d)
 {
-	unsigned int ms = d->opt.drain_interval_ms;
-	struct itimerspec its = {
-		.it_interval = { ms / 1000, (long)(ms % 1000) * 1000000L },
-		.it_value = { ms / 1000, (long)(ms % 1000) * 1000000L },
-	};
 	sigset_t mask;
 	int ret;
 
@@ -591,13 +598,11 @@ static int setup_loop(struct ml_daemon *d)
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (d->sfd < 0 || d->tfd < 0 || d->rfd < 0 || d->epfd < 0)
 		return -errno;
-	if (timerfd_settime(d->tfd, 0, &its, NULL))
-		return -errno;
-	ms = d->opt.refresh_interval_ms;
-	its.it_interval = (struct timespec){ ms / 1000, (long)(ms % 1000) * 1000000L };
-	its.it_value = its.it_interval;
-	if (timerfd_settime(d->rfd, 0, &its, NULL))
-		return -errno;
+	ret = set_timer(d->tfd, d->opt.drain_interval_ms);
+	if (!ret)
+		ret = set_timer(d->rfd, d->opt.refresh_interval_ms);
+	if (ret)
+		return ret;
 	ret = ml_ring_open(&d->ring, ml_bpf_map_fd(&d->bpf, ML_MAP_EVENTS),
 			   ml_bpf_ringbuf_bytes(&d->bpf));
 	if (ret)
@@ -713,6 +718,137 @@ static void metadata_changed(struct ml_daemon *d)
 		reload_metadata(d);
 }
 
+/* ---- config reload ----------------------------------------------------------- */
+
+/* The keys a running daemon takes from a reloaded config; the others decide
+ * programs, maps, sockets and files set up once, and need a restart. */
+static const char *const ml_live_keys[] = {
+	"drain_interval_ms", "refresh_interval_ms", "include", "exclude",
+	"log_max_size_kb", "log_max_files", "series_idle_seconds",
+};
+
+static bool is_live_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(ml_live_keys) / sizeof(ml_live_keys[0]); i++)
+		if (!strcmp(key, ml_live_keys[i]))
+			return true;
+	return false;
+}
+
+static void add_word(char *list, size_t len, const char *word)
+{
+	size_t n = strlen(list);
+
+	snprintf(list + n, len - n, "%s%s", n ? ", " : "", word);
+}
+
+/* Take what is live from n into d (n then owns what d had); 0 or -errno. */
+static int apply_live(struct ml_daemon *d, struct ml_options *n, char *err, size_t errlen)
+{
+	struct ml_options *o = &d->opt;
+	int ret = 0;
+
+	if (ml_bpf_on(&d->bpf, ML_FEAT_DROPS)) {
+		/* validated before anything changes: a bad name keeps the old selection */
+		ret = drop_reasons_select(&d->reasons, n->include, n->n_include, n->exclude,
+					  n->n_exclude, err, errlen);
+		if (ret)
+			return ret;
+		ret = drops_apply_filter(ml_bpf_map_fd(&d->bpf, ML_MAP_DROP_FILTER), &d->reasons);
+		if (ret) {
+			snprintf(err, errlen, "drop selection: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	if ((n->drain_interval_ms != o->drain_interval_ms &&
+	     (ret = set_timer(d->tfd, n->drain_interval_ms))) ||
+	    (n->refresh_interval_ms != o->refresh_interval_ms &&
+	     (ret = set_timer(d->rfd, n->refresh_interval_ms)))) {
+		snprintf(err, errlen, "timers: %s", strerror(-ret));
+		return ret;
+	}
+	if (d->pl.sink && (n->log_max_size_kb != o->log_max_size_kb ||
+			   n->log_max_files != o->log_max_files)) {
+		ret = accesslog_set_rotation(d->pl.sink, (uint64_t)n->log_max_size_kb * 1024,
+					     n->log_max_files);
+		if (ret) {
+			snprintf(err, errlen, "rotation: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	if (d->pl.metrics)
+		metrics_set_series_idle(d->pl.metrics, n->series_idle_seconds);
+	o->drain_interval_ms = n->drain_interval_ms;
+	o->refresh_interval_ms = n->refresh_interval_ms;
+	o->log_max_size_kb = n->log_max_size_kb;
+	o->log_max_files = n->log_max_files;
+	o->series_idle_seconds = n->series_idle_seconds;
+	for (int i = 0; i < ML_MAX_POINTS; i++) {
+		char *t = o->include[i];
+
+		o->include[i] = n->include[i];
+		n->include[i] = t;
+		t = o->exclude[i];
+		o->exclude[i] = n->exclude[i];
+		n->exclude[i] = t;
+	}
+	ret = o->n_include;
+	o->n_include = n->n_include;
+	n->n_include = ret;
+	ret = o->n_exclude;
+	o->n_exclude = n->n_exclude;
+	n->n_exclude = ret;
+	return 0;
+}
+
+/*
+ * SIGHUP with -c: the config file read again, the command line still on
+ * top. The live keys are applied; a changed key of the others is named as
+ * needing a restart. A bad file, or a bad value, changes nothing.
+ */
+static void reload_config(struct ml_daemon *d)
+{
+	char err[ML_ERR_LEN] = "", applied[256] = "", restart[256] = "";
+	char *old_text = NULL, *new_text = NULL;
+	cJSON *old = NULL, *cur = NULL, *k, *v;
+	struct ml_options n;
+
+	if (!d->opt.config_path)
+		return;
+	ml_options_init(&n);
+	if (ml_options_parse(&n, d->argc, d->argv, err, sizeof(err)))
+		goto said;
+	old_text = ml_config_dump(&d->opt);
+	new_text = ml_config_dump(&n);
+	old = old_text ? cJSON_Parse(old_text) : NULL;
+	cur = new_text ? cJSON_Parse(new_text) : NULL;
+	if (!old || !cur) {
+		snprintf(err, sizeof(err), "%s", strerror(ENOMEM));
+		goto said;
+	}
+	cJSON_ArrayForEach(k, old) {
+		v = cJSON_GetObjectItemCaseSensitive(cur, k->string);
+		if (!v || !cJSON_Compare(k, v, true))
+			add_word(is_live_key(k->string) ? applied : restart,
+				 is_live_key(k->string) ? sizeof(applied) : sizeof(restart), k->string);
+	}
+	if (applied[0] && apply_live(d, &n, err, sizeof(err)))
+		goto said;
+	if (applied[0] || restart[0])
+		fprintf(stderr, "meshlens: config reloaded from %s: applied %s; needs a restart: %s\n",
+			d->opt.config_path, applied[0] ? applied : "nothing",
+			restart[0] ? restart : "nothing");
+	goto out;
+said:
+	fprintf(stderr, "meshlens: reloading config: %s (nothing changed)\n", err);
+out:
+	cJSON_Delete(old);
+	cJSON_Delete(cur);
+	free(old_text);
+	free(new_text);
+	ml_options_free(&n);
+}
+
 /* ---- run -------------------------------------------------------------------- */
 
 /*
@@ -764,6 +900,7 @@ static int run_loop(struct ml_daemon *d)
 							"meshlens: reopening access log %s: %s "
 							"(lines are counted lost until it can be)\n",
 							d->opt.access_log, accesslog_strerror(err));
+					reload_config(d);
 					reload_metadata(d);
 					continue;
 				}
@@ -927,6 +1064,8 @@ int main(int argc, char **argv)
 	int ret;
 
 	ml_options_init(&d.opt);
+	d.argc = argc;
+	d.argv = argv;
 	ret = ml_options_parse(&d.opt, argc, argv, err, sizeof(err));
 	if (ret) {
 		ret = usage_error(err);

@@ -31,9 +31,12 @@ int drops_apply_filter(int filter_fd, const struct drop_reasons *r)
 	__u8 on = 1;
 
 	for (size_t i = 0; i < r->n; i++) {
-		if (r->v[i].enabled &&
-		    bpf_map_update_elem(filter_fd, &r->v[i].value, &on, BPF_ANY))
+		if (r->v[i].enabled) {
+			if (bpf_map_update_elem(filter_fd, &r->v[i].value, &on, BPF_ANY))
+				return -errno;
+		} else if (bpf_map_delete_elem(filter_fd, &r->v[i].value) && errno != ENOENT) {
 			return -errno;
+		}
 	}
 	return 0;
 }

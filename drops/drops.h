@@ -20,7 +20,7 @@ struct drop_names {
 };
 void drops_name(const struct drop_reasons *r, uint32_t value, struct drop_names *n);
 
-/* Put every enabled reason into the kernel's filter map. 0 or -errno. */
+/* Make the kernel's filter map hold exactly the enabled reasons. 0 or -errno. */
 int drops_apply_filter(int filter_fd, const struct drop_reasons *r);
 
 /*

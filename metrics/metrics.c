@@ -526,6 +526,11 @@ static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint
 
 /* ---- live-iterator passes ------------------------------------------------- */
 
+void metrics_set_series_idle(struct metrics *m, unsigned int seconds)
+{
+	m->cfg.series_idle_seconds = seconds;
+}
+
 void metrics_live_set_expiry(struct metrics *m, uint32_t full_passes)
 {
 	m->expiry = full_passes ? full_passes : 2;

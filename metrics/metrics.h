@@ -95,6 +95,9 @@ void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full);
  */
 void metrics_live_set_expiry(struct metrics *m, uint32_t full_passes);
 
+/* series_idle_seconds, changed while running (a config reload) */
+void metrics_set_series_idle(struct metrics *m, unsigned int seconds);
+
 /* Append every family of the enabled sets, sorted, to e. */
 void metrics_render(struct metrics *m, struct expo *e);
 

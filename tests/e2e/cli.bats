@@ -347,3 +347,34 @@ bad() {
 	cp "$T/fifo.out" "$T/access.log"
 	check_conns
 }
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "SIGHUP reloads the config file: live keys apply (rotation here), the others are named as needing a restart; a bad file changes nothing" {
+	echo '{"log_max_size_kb": 0}' >"$T/c.json"
+	start_daemon -c "$T/c.json"
+	traffic many 127.0.0.1 10
+	wait_records 20
+	echo '{"log_max_size_kb": 8, "log_max_files": 100, "ringbuf_bytes": 65536}' >"$T/c.json"
+	kill -HUP "$DAEMON_PID"
+	wait_for 'grep -q "config reloaded from $T/c.json: applied log_max_size_kb, log_max_files; needs a restart: ringbuf_bytes$" "$T/daemon.err"'
+	traffic many 127.0.0.1 100
+	wait_for '[ -n "$(find "$T" -name "access.log.*")" ]'
+	# a bad value: the rotation stays on, the daemon too
+	echo '{"log_max_size_kb": "big"}' >"$T/c.json"
+	kill -HUP "$DAEMON_PID"
+	wait_for 'grep -q "reloading config: .*log_max_size_kb.*(nothing changed)$" "$T/daemon.err"'
+	# the same file again: only what still differs from the running daemon
+	echo '{"log_max_size_kb": 8, "log_max_files": 100, "ringbuf_bytes": 65536}' >"$T/c.json"
+	kill -HUP "$DAEMON_PID"
+	wait_for 'grep -q "config reloaded from $T/c.json: applied nothing; needs a restart: ringbuf_bytes$" "$T/daemon.err"'
+	traffic many 127.0.0.1 10
+	stop_daemon
+	[ "$(grep -c "config reloaded" "$T/daemon.err")" = 2 ]
+	# every line exactly once over the rotated files and the live one
+	{ for f in $(cd "$T" && find . -name 'access.log.*' -printf '%f\n' | sort -t. -k3,3nr); do
+		zcat -f "$T/$f"; done
+	  cat "$T/access.log"; } >"$T/all.log"
+	[ "$(wc -l <"$T/all.log")" = 240 ]
+	mv "$T/all.log" "$T/access.log"
+	check_conns
+}

@@ -338,6 +338,33 @@ check_netfilter_ingress() {
 	[ "$(bpftool map show pinned "$PIN/drop_counts" -j | jq .flags)" = "$want" ]
 }
 
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "SIGHUP with a config: exclude applies at once (NO_SOCKET no longer counted), a bad name keeps the selection" {
+	make_ns
+	start_drops_daemon
+	r=$(kreason NO_SOCKET)
+	lbl="reason=\"$r\" protocol=\"udp\" direction=\"ingress\""
+	scrape_to "$T/m0"
+	pkt closed udp 10.213.0.1 10.213.0.1 9 5 --size 64 --interval-ms 20
+	wait_delta "$T/m0" 5 meshlens_drops_total $lbl
+	echo '{"refresh_interval_ms": 200, "exclude": ["NO_SOCKET"]}' >"$T/c.json"
+	kill -HUP "$DAEMON_PID"
+	wait_err_line "config reloaded from $T/c.json: applied exclude; needs a restart: nothing"
+	# the 7 are dropped (the namespace's NoPorts counts them, just before the
+	# kernel frees each), but no longer selected
+	before=$(nstat_value UdpNoPorts)
+	pkt closed udp 10.213.0.1 10.213.0.1 9 7 --size 64 --interval-ms 20
+	[ $(($(nstat_value UdpNoPorts) - before)) = 7 ]
+	echo '{"refresh_interval_ms": 200, "exclude": ["NO_SUCH_REASON"]}' >"$T/c.json"
+	kill -HUP "$DAEMON_PID"
+	wait_err_line "reloading config: --exclude 'NO_SUCH_REASON'"
+	before=$(nstat_value UdpNoPorts)
+	pkt closed udp 10.213.0.1 10.213.0.1 9 3 --size 64 --interval-ms 20
+	[ $(($(nstat_value UdpNoPorts) - before)) = 3 ]
+	scrape_to "$T/m2"
+	expect_delta "$T/m0" "$T/m2" 5 meshlens_drops_total $lbl
+}
+
 @test "UDP to a closed port: NO_SOCKET, as many as the namespace's Udp NoPorts grew" {
 	make_ns
 	start_drops_daemon

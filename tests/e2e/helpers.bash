@@ -223,6 +223,17 @@ version_ge() {
 	[ "$(printf '%s\n%s\n' "$2" "${1%%-*}" | sort -V | head -n1)" = "$2" ]
 }
 
+# wait_err_line TEXT: wait (up to 10 s) until the daemon's stderr has a line containing TEXT
+wait_err_line() {
+	for _ in $(seq 100); do
+		grep -qF -- "$1" "$T/daemon.err" && return 0
+		sleep 0.1
+	done
+	echo "no line with '$1' on stderr:" >&2
+	cat "$T/daemon.err" >&2
+	return 1
+}
+
 # wait_for 'COMMAND LINE': evaluate it (up to 10 s) until it succeeds;
 # single-quote it so that what it expands is expanded each time
 wait_for() {
