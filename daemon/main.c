@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1063,6 +1064,15 @@ int main(int argc, char **argv)
 	bool keep_bpf;
 	int ret;
 
+	/*
+	 * Big blocks (the connection table as it doubles, libbpf's 16 MiB
+	 * verifier-log buffer for a refused variant) mmap'd and given back
+	 * when freed. glibc's default raises its mmap threshold to the size of
+	 * the last big block freed: after that log buffer, every older
+	 * connection table stayed in the heap, freed but resident (25 MiB of
+	 * 74 at 100 000 live connections, measured with massif and smaps).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	ml_options_init(&d.opt);
 	d.argc = argc;
 	d.argv = argv;
