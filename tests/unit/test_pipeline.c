@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Unit tests for daemon/pipeline.c, the join of a record with the
+ * metadata: the socket's cgroup names its own end and wins over the
+ * address there, addresses name the other end, an unspecified address
+ * (a connect that failed before any SYN) names nothing; the same names
+ * reach the access-log line and the workload metric family; only closes
+ * and failures are logged; malformed records are skipped and not counted.
+ * A temporary directory tree stands in for the cgroup v2 root (cgroup
+ * ids are its directories' inode numbers, as on cgroup2).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "daemon/metadata.h"
+#include "daemon/pipeline.h"
+#include "metrics/expo.h"
+
+struct fx {
+	char dir[64];
+	char root[96], log[96], md[96];
+	uint64_t pod_a; /* cgroup id of root/kubepods/pod-a */
+	struct ml_pipeline pl;
+};
+
+static void put(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct metrics_config cfg = {
+		.max_series = 100,
+		.ip_pairs = true,
+		.format_addr = accesslog_format_addr,
+		.identify = ml_pipeline_names,
+	};
+	char path[160], err[256];
+	struct stat st;
+
+	assert_non_null(f);
+	strcpy(f->dir, "/tmp/test_pipeline.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->root, sizeof(f->root), "%s/cg", f->dir);
+	snprintf(f->log, sizeof(f->log), "%s/access.log", f->dir);
+	snprintf(f->md, sizeof(f->md), "%s/md.json", f->dir);
+	assert_int_equal(mkdir(f->root, 0755), 0);
+	snprintf(path, sizeof(path), "%s/kubepods", f->root);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/kubepods/pod-a", f->root);
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(stat(path, &st), 0);
+	f->pod_a = st.st_ino;
+	put(f->md, "{\"workloads\":["
+		   "{\"cgroups\":[\"kubepods/pod-a\"],\"workload\":\"client\",\"namespace\":\"ns-a\"},"
+		   "{\"ips\":[\"10.0.0.1\"],\"workload\":\"by-address\",\"namespace\":\"ns-x\"},"
+		   "{\"ips\":[\"10.0.0.2\"],\"workload\":\"server\",\"namespace\":\"ns-b\","
+		   "\"service\":\"svc-b\"}]}");
+	f->pl.md = ml_metadata_open(f->md, f->root, err, sizeof(err));
+	if (!f->pl.md)
+		fail_msg("metadata: %s", err);
+	cfg.identify_ctx = &f->pl;
+	f->pl.metrics = metrics_new(&cfg);
+	f->pl.sink = accesslog_open(f->log);
+	assert_non_null(f->pl.metrics);
+	assert_non_null(f->pl.sink);
+	accesslog_clock_sync(&f->pl.clk);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	accesslog_close(f->pl.sink);
+	metrics_free(f->pl.metrics);
+	ml_metadata_free(f->pl.md);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void v4(uint8_t a[ML_ADDR_LEN], const char *ip)
+{
+	memset(a, 0, ML_ADDR_LEN);
+	a[10] = a[11] = 0xff;
+	assert_int_equal(inet_pton(AF_INET, ip, a + 12), 1);
+}
+
+/* A connection's record from 10.0.0.1:40000 to 10.0.0.2:80. */
+static struct tcp_probe_info rec(unsigned int type, unsigned int direction, uint64_t cgroup_id,
+				 uint64_t cookie)
+{
+	struct tcp_probe_info r = { 0 };
+
+	r.type = type;
+	r.direction = direction;
+	r.cgroup_id = cgroup_id;
+	r.sock_cookie = cookie;
+	r.family = AF_INET;
+	r.protocol = IPPROTO_TCP;
+	r.conn_success = type != ML_REC_CONN_FAILED;
+	v4(r.src_addr, "10.0.0.1");
+	v4(r.dst_addr, "10.0.0.2");
+	r.src_port = 40000;
+	r.dst_port = 80;
+	r.start_ns = 1000;
+	r.close_ns = 2000;
+	r.duration = 1000;
+	r.sent_bytes = 100;
+	r.received_bytes = 200;
+	r.state = 7; /* TCP_CLOSE */
+	return r;
+}
+
+/* The log so far, flushed; caller frees. */
+static char *log_text(struct fx *f)
+{
+	static char buf[16384];
+	FILE *fp;
+	size_t n;
+
+	assert_int_equal(accesslog_flush(f->pl.sink), 0);
+	fp = fopen(f->log, "r");
+	assert_non_null(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+static void want_in(const char *text, const char *part)
+{
+	if (!strstr(text, part))
+		fail_msg("'%s' not in:\n%s", part, text);
+}
+
+static void test_cgroup_names_own_end_address_the_other(void **state)
+{
+	struct fx *f = *state;
+	struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, f->pod_a, 1);
+	struct expo e = { 0 };
+	char *text;
+
+	ml_pipeline_record(&f->pl, &r, sizeof(r));
+	text = log_text(f);
+	/* 10.0.0.1 is "by-address", but the socket's cgroup names the client */
+	want_in(text, "\"cgroup\":\"kubepods/pod-a\",\"src_workload\":\"client\","
+		      "\"src_namespace\":\"ns-a\",\"dst_workload\":\"server\","
+		      "\"dst_namespace\":\"ns-b\",\"dst_service\":\"svc-b\"}");
+	free(text);
+	/* the workload family has the same names */
+	metrics_render(f->pl.metrics, &e);
+	assert_false(e.oom);
+	want_in(e.buf, "meshlens_workload_tcp_connections_closed_total{direction=\"outbound\","
+		       "src_workload=\"client\",src_namespace=\"ns-a\",dst_workload=\"server\","
+		       "dst_namespace=\"ns-b\"} 1");
+	free(e.buf);
+}
+
+static void test_inbound_end_and_unknown_cgroup(void **state)
+{
+	struct fx *f = *state;
+	struct tcp_probe_info in = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, f->pod_a, 2);
+	struct tcp_probe_info nocg = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 0, 3);
+	char *text;
+
+	ml_pipeline_record(&f->pl, &in, sizeof(in));
+	ml_pipeline_record(&f->pl, &nocg, sizeof(nocg));
+	text = log_text(f);
+	/* inbound: the cgroup names the server end, the address the client */
+	want_in(text, "\"sock_cookie\":2,\"cgroup\":\"kubepods/pod-a\","
+		      "\"src_workload\":\"by-address\",\"src_namespace\":\"ns-x\","
+		      "\"dst_workload\":\"client\",\"dst_namespace\":\"ns-a\"}");
+	/* no cgroup known: both ends by address, no cgroup key */
+	want_in(text, "\"sock_cookie\":3,\"src_workload\":\"by-address\",\"src_namespace\":\"ns-x\","
+		      "\"dst_workload\":\"server\"");
+	free(text);
+}
+
+static void test_failed_before_syn_names_only_destination(void **state)
+{
+	struct fx *f = *state;
+	struct tcp_probe_info r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 0, 4);
+	char *text;
+
+	memset(r.src_addr, 0, sizeof(r.src_addr)); /* never got a source */
+	r.src_port = 0;
+	r.failure = ML_FAIL_UNREACHABLE;
+	ml_pipeline_record(&f->pl, &r, sizeof(r));
+	text = log_text(f);
+	want_in(text, "\"failure\":\"unreachable\"");
+	want_in(text, "\"sock_cookie\":4,\"dst_workload\":\"server\"");
+	assert_null(strstr(text, "src_workload"));
+	free(text);
+}
+
+static void test_only_closes_logged_bad_records_skipped(void **state)
+{
+	struct fx *f = *state;
+	struct tcp_probe_info open = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, f->pod_a, 5);
+	struct tcp_probe_info live = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, f->pod_a, 5);
+	struct tcp_probe_info bad = rec(0, ML_DIR_OUTBOUND, f->pod_a, 6);
+	struct tcp_probe_info close = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, f->pod_a, 5);
+	char *text;
+
+	ml_pipeline_record(&f->pl, &open, sizeof(open));
+	ml_pipeline_record(&f->pl, &live, sizeof(live));
+	ml_pipeline_record(&f->pl, &bad, sizeof(bad));
+	ml_pipeline_record(&f->pl, &close, sizeof(close) - 1); /* short */
+	bad.type = ML_REC_CONN_LIVE + 1;
+	ml_pipeline_record(&f->pl, &bad, sizeof(bad));
+	assert_int_equal(f->pl.records, 2);
+	assert_int_equal(f->pl.by_type[ML_REC_CONN_OPEN], 1);
+	assert_int_equal(f->pl.by_type[ML_REC_CONN_LIVE], 1);
+	text = log_text(f);
+	assert_string_equal(text, "");
+	free(text);
+	ml_pipeline_record(&f->pl, &close, sizeof(close));
+	text = log_text(f);
+	assert_int_equal(strchr(text, '\n') - text + 1, (long)strlen(text)); /* one line */
+	want_in(text, "\"sock_cookie\":5,");
+	free(text);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_cgroup_names_own_end_address_the_other),
+		T(test_inbound_end_and_unknown_cgroup),
+		T(test_failed_before_syn_names_only_destination),
+		T(test_only_closes_logged_bad_records_skipped),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
