@@ -67,6 +67,7 @@ $(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
 $(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c
+$(BUILD)/tests/test_loader: cgroup/cgroup.c $(BPF_SKELS) # loader.c, included, needs the skeletons
 $(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c metrics/metrics.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)

@@ -291,6 +291,12 @@ static int tp_btf_params(const struct btf *btf, const char *name)
 	return t && btf_is_func_proto(t) ? btf_vlen(t) : -1;
 }
 
+/* a prototype this kernel lacks is not a refusal: the next variant fits */
+static bool variant_fits(const struct ml_variant *v, const struct btf *btf)
+{
+	return !v->tp || tp_btf_params(btf, v->tp) >= v->min_params;
+}
+
 static bool in_list(const char *name, const char *const *list, size_t n)
 {
 	for (size_t i = 0; i < n && list[i]; i++)
@@ -420,8 +426,7 @@ static void load_feature(struct ml_bpf *b, enum ml_feature_id f, const struct bt
 		char verdict[160];
 		int err;
 
-		/* a prototype this kernel lacks is not a refusal: the next fits */
-		if (v->tp && tp_btf_params(btf, v->tp) < v->min_params)
+		if (!variant_fits(v, btf))
 			continue;
 		capture_start();
 		err = try_variant(b, def, v, &b->skel[f], &b->obj[f]);
