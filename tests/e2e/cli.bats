@@ -2,6 +2,7 @@
 # Command line, config and start-up behaviour of the real binary.
 
 load helpers
+load cli_helpers
 
 setup() { ml_setup; }
 teardown() { ml_teardown; }
@@ -21,12 +22,6 @@ teardown() { ml_teardown; }
 	[[ "$output" =~ connect-failures\ +(on\ +fexit/tcp_v4_connect\+fexit/tcp_v6_connect|fallback\ +cgroup/sock_release) ]]
 	[[ "$output" =~ live-counters\ +(on\ +iter/bpf_sk_storage_map|fallback\ +iter/task_file) ]]
 	[[ "$output" == *"packet-drops       off       -  (off by default: --drops)"* ]]
-}
-
-# probe_line FEATURE [env...]: the --probe line of FEATURE under the given environment
-probe_line() {
-	local feature=$1; shift
-	env "$@" "$MESHLENS" --probe --drops | awk -v f="$feature" '$1 == f'
 }
 
 @test "MESHLENS_TEST_REFUSE: each feature falls back variant by variant, or off, and nothing else moves" {
@@ -115,19 +110,6 @@ probe_line() {
 	traffic many 127.0.0.1 2
 	wait_records 4
 	check_conns
-}
-
-# bad input: exit 2, one line naming the problem, nothing attached
-bad() {
-	local expect=$1; shift
-	# (a daemon that wrongly starts must fail the test, not hang it)
-	run timeout -k 5 20 "$MESHLENS" "$@"
-	echo "status=$status output=$output"
-	[ "$status" = 2 ]
-	[ "${#lines[@]}" = 1 ]
-	[[ "$output" == *"$expect"* ]]
-	[ -z "$(cgroup_attached "$CG")" ]
-	[ ! -e "$PIN" ]   # nothing pinned either
 }
 
 @test "bad usage and bad config: exit 2 with one clear line" {

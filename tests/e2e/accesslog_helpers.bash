@@ -1,0 +1,69 @@
+# Helpers of tests/e2e/accesslog.bats.
+# shellcheck shell=bash
+# bats sets status, output and lines (run):
+# shellcheck disable=SC2154
+
+# check_local_failure: a connect() that fails before any SYN (no route in a
+# namespace with only lo), through whichever hook --probe says serves
+# connect failures under this environment: fexit has the exact errno,
+# sock_release reports it at close() without one, off logs nothing
+check_local_failure() {
+	local hook
+	hook=$("$MESHLENS" --probe | awk '$1 == "connect-failures" { print $3 }')
+	echo "connect-failures: $hook"
+	ns=mlnr$$; NETNS+=("$ns")
+	ip netns add "$ns"
+	# (with metadata, every record names its socket's cgroup)
+	echo '{"workloads": []}' >"$T/md.json"
+	start_daemon --metadata "$T/md.json"
+	grep -q "connect-failures=${hook/#-/off}" "$T/daemon.err"
+	traffic_in_netns "$ns" connect 198.51.100.7 443
+	[ "$(jq -r .outcome "$T/truth.json")" = unreachable ]
+	# and one connection that works, after it: it is logged either way
+	traffic many 127.0.0.1 1
+	# a failure before any SYN too: the cgroup of the task that saw it
+	wait_records 2
+	[ "$(jq -s --arg cg "$CGREL" 'map(select(.cgroup != $cg)) | length' "$T/access.log")" = 0 ]
+	case $hook in
+	fexit/*)
+		wait_records 3
+		run jq -c 'select(.success == false) | [.failure, .error, .direction, .dst_addr, .dst_port, .family, .sent_bytes]' "$T/access.log"
+		[ "$output" = '["unreachable","ENETUNREACH","outbound","198.51.100.7",443,"ipv4",0]' ] ;;
+	cgroup/sock_release)
+		wait_records 3
+		run jq -c 'select(.success == false) | [.failure, has("error"), .direction, .dst_addr, .dst_port, .family, .sent_bytes]' "$T/access.log"
+		[ "$output" = '["unreachable",false,"outbound","198.51.100.7",443,"ipv4",0]' ] ;;
+	-)
+		wait_records 2
+		[ "$(jq -s 'map(select(.success == false)) | length' "$T/access.log")" = 0 ] ;;
+	*) echo "unknown hook $hook" >&2; false ;;
+	esac
+}
+
+# restart_during_traffic SIGNAL: connections open and close continuously
+# while the daemon is stopped with SIGNAL and started again
+restart_during_traffic() {
+	start_daemon
+	"$MLTRAFFIC" --cgroup "$CG" --max-seconds 60 many 127.0.0.1 300 --interval-ms 5 >"$T/truth.json" &
+	tool=$!
+	# one connection open across the restart, closed while no daemon runs
+	"$MLTRAFFIC" --cgroup "$CG" pairs 127.0.0.1 3333:4444 --hold-ms 900 >"$T/long.json" &
+	long=$!
+	sleep 0.5
+	kill "-$1" "$DAEMON_PID"
+	wait "$DAEMON_PID" || true
+	DAEMON_PID=""
+	sleep 0.8   # connections keep closing while no daemon runs
+	start_daemon
+	wait "$tool"
+	wait "$long"
+	cat "$T/long.json" >>"$T/truth.json"
+	wait_records 602
+	sleep 0.3
+	check_conns   # every connection: exactly one record per end, exact bytes
+	[ "$(wc -l <"$T/access.log")" = 602 ]
+	# the long one kept its true start and duration
+	lport=$(jq .src_port "$T/long.json")
+	run jq -s --argjson p "$lport" 'map(select(.src_port == $p and .direction == "outbound"))[0].duration_ns' "$T/access.log"
+	[ "$output" -ge 900000000 ]
+}
