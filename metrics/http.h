@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * http - the metrics/health endpoint (libmicrohttpd, a thread per connection,
- * at most 128).
+ * http - the metrics/health endpoint (libmicrohttpd: one thread polls every
+ * connection, one helper thread keeps time and compresses).
  *
- * The HTTP thread never touches metric state. A scrape asks the event loop
- * for a fresh snapshot through an eventfd, waits (bounded) until the loop
- * publishes one, and serves that immutable, reference-counted body. All
- * scrapes waiting at the same time share one render. Slow clients only
- * ever cost HTTP threads, never the loop.
+ * The HTTP threads never touch metric state. A scrape asks the event loop
+ * for a fresh snapshot through an eventfd, waits suspended (at most 5 s,
+ * then 503) until the loop publishes one, and serves that immutable,
+ * reference-counted body. All scrapes waiting at the same time share one
+ * render. Every client's time is bounded; slow or idle clients hold no
+ * thread and never cost the loop anything.
  *
  * Routes: /metrics (text format 0.0.4, gzip when accepted), /healthz
  * (200 "ok" once ready, 503 before), / (landing page), else 404.
@@ -22,7 +23,8 @@ struct metrics_http;
 
 /*
  * Bind addr ("127.0.0.1:2112", "localhost:2112", "[::1]:2112", "0.0.0.0:80")
- * and start serving. Returns NULL with a one-line message in err
+ * and start serving. Raises the soft RLIMIT_NOFILE (up to the hard one) to
+ * fit its connections. Returns NULL with a one-line message in err
  * (e.g. "metrics address 127.0.0.1:2112: Address already in use").
  */
 struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errlen);
@@ -46,7 +48,7 @@ void metrics_http_publish(struct metrics_http *h, char *body, size_t len);
 /* /healthz turns 200 once set. */
 void metrics_http_set_ready(struct metrics_http *h, bool ready);
 
-/* Stop the server thread and free everything (waiting scrapes get 503). */
+/* Stop the server's threads and free everything (waiting scrapes get 503). */
 void metrics_http_stop(struct metrics_http *h);
 
 #endif /* MESHLENS_HTTP_H */

@@ -25,6 +25,66 @@ start_with_config() {
 	start_metrics_daemon -c "$T/c.json"
 }
 
+# slowloris PORT N SECONDS READY: keep N connections to 127.0.0.1:PORT,
+# each sending a request line and then one header line a second, never the
+# end of the headers; one the server closes is replaced at once. Writes
+# READY once the first N are connected. At the end one JSON line: how many
+# the server cut, how long they had lived (min, max), how many it answered
+# instead, and the age of the oldest still open.
+slowloris() {
+	python3 - "$@" <<'EOF'
+import json, socket, sys, time
+
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+conns, lived, answered = {}, [], 0
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setblocking(False)
+    s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    conns[s] = [time.monotonic(), 0]
+
+for _ in range(n):
+    connect()
+open(sys.argv[4], "w").write("connected\n")
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    for s in list(conns):
+        t0, k = conns[s]
+        closed = False
+        try:
+            if s.recv(4096):
+                answered += 1
+            closed = True
+        except BlockingIOError:
+            try:
+                s.send(b"X-Pad-%d: x\r\n" % k)
+                conns[s][1] += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+        except OSError:
+            closed = True
+        if closed:
+            lived.append(time.monotonic() - t0)
+            s.close()
+            del conns[s]
+            connect()
+    time.sleep(1)
+now = time.monotonic()
+print(json.dumps({"cut": len(lived), "answered": answered,
+                  "min_lived": round(min(lived, default=0), 1),
+                  "max_lived": round(max(lived, default=0), 1), "open": len(conns),
+                  "oldest_open": round(max((now - c[0] for c in conns.values()), default=0), 1)}))
+EOF
+}
+
+# held N: at least N client sockets are connected to the metrics port
+held() {
+	[ "$(ss -Htn state established "( dport = :$MPORT )" | wc -l)" -ge "$1" ]
+}
+
 @test "consumer stopped, tiny ringbuf: logged + lost records == connections x 2, exactly; then it carries on" {
 	start_with_config '{"ringbuf_bytes": 65536}'
 	kill -STOP "$DAEMON_PID"
@@ -125,6 +185,54 @@ start_with_config() {
 	traffic many 127.0.0.1 100
 	wait_records 200
 	check_conns
+	kill "$IDLE_PID" 2>/dev/null; IDLE_PID=""
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "slowloris: 150 connections trickling a header line a second; /healthz and /metrics answer throughout, every trickler is cut within 10 s" {
+	start_metrics_daemon
+	slowloris "$MPORT" 150 20 "$T/slowloris.ready" >"$T/slowloris.json" &
+	IDLE_PID=$!
+	wait_for "[ -s $T/slowloris.ready ]"
+	# 16 s: past MHD's 10 s inactivity timeout, which a trickle never trips
+	start=$SECONDS
+	while [ $((SECONDS - start)) -lt 16 ]; do
+		code=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$MURL/healthz") || true
+		[ "$code" = 200 ] || { echo "/healthz: '$code' after $((SECONDS - start)) s" >&2; false; }
+		scrape_to "$T/m" --max-time 2 || { echo "/metrics failed after $((SECONDS - start)) s" >&2; false; }
+		sleep 0.5
+	done
+	wait "$IDLE_PID"
+	IDLE_PID=""
+	cat "$T/slowloris.json"
+	# the first 150 and their replacements were cut, none answered, none lived past the bound
+	jq -e '.cut >= 150 and .answered == 0 and .min_lived >= 9 and .max_lived <= 12.5
+		and .open == 150 and .oldest_open <= 12.5' "$T/slowloris.json" >/dev/null
+	[ "$(curl -s --max-time 2 "$MURL/healthz")" = ok ]
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "1000 idle connections held open: scrapes answer at once, with the exact counts" {
+	start_metrics_daemon
+	"$BUILD/mlpkt" connect-flood 127.0.0.1 "$MPORT" 1000 --hold-ms 20000 >"$T/flood.json" &
+	IDLE_PID=$!
+	wait_for "grep -q flooding $T/flood.json"
+	start=$SECONDS
+	scrape_to "$T/m0" --max-time 2
+	expect_in "$T/m0" 0 meshlens_tcp_connections_opened_total
+	traffic many 127.0.0.1 40
+	n=$(count_truth conn)
+	[ "$n" = 40 ]
+	wait_metric "$n" meshlens_tcp_connections_closed_total 'direction="inbound"'
+	scrape_to "$T/m" --max-time 2
+	for dir in outbound inbound; do
+		expect_in "$T/m" "$n" meshlens_tcp_connections_opened_total "direction=\"$dir\""
+		expect_in "$T/m" "$n" meshlens_tcp_connections_closed_total "direction=\"$dir\""
+	done
+	expect_in "$T/m" "$(truth_sum server_sent)" meshlens_tcp_sent_bytes_total 'direction="inbound"'
+	# all of that beside the 1000, all still open (the daemon cuts them at 10 s)
+	echo "scrapes done $((SECONDS - start)) s into the flood"
+	held 1000
 	kill "$IDLE_PID" 2>/dev/null; IDLE_PID=""
 }
 

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -309,14 +311,17 @@ struct job {
 	const char *path, *headers;
 	struct resp r;
 	atomic_bool done;
+	double took;			/* seconds from start to the server's close */
 	pthread_t tid;
 };
 
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
+	double t0 = now();
 
 	http(j->port, "GET", j->path, j->headers, &j->r);
+	j->took = now() - t0;
 	atomic_store(&j->done, true);
 	return NULL;
 }
@@ -777,6 +782,275 @@ static void test_stop_while_waiting(void **state)
 	resp_free(&j.r);
 }
 
+/* ---- one polling thread: nobody waits behind a scrape or a slow client ---- */
+
+static void assert_still_serving(int port);
+
+static void assert_healthz_quick(int port)
+{
+	struct resp r;
+	double t0 = now();
+
+	http(port, "GET", "/healthz", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "ok\n");
+	assert_true(now() - t0 < 1);
+	resp_free(&r);
+}
+
+/* Scrapes waiting for the render are suspended, not blocking: /healthz still answers at once. */
+static void test_healthz_while_scrapes_wait(void **state)
+{
+	struct fixture *f = *state;
+	struct job jobs[10];
+
+	metrics_http_set_ready(f->h, true);
+	for (size_t i = 0; i < ARRAY_SIZE(jobs); i++)
+		job_start(&jobs[i], f->port, "/metrics", i % 2 ? GZIP : NULL);
+	await_scrapes(f->h, ARRAY_SIZE(jobs));
+	for (int i = 0; i < 5; i++)
+		assert_healthz_quick(f->port);
+	for (size_t i = 0; i < ARRAY_SIZE(jobs); i++)
+		assert_false(atomic_load(&jobs[i].done));
+	assert_true(metrics_http_wanted(f->h));
+	publish_gen(f->h, 9);
+	for (size_t i = 0; i < ARRAY_SIZE(jobs); i++) {
+		job_join(&jobs[i]);
+		assert_int_equal(served_gen(&jobs[i].r), 9);
+		resp_free(&jobs[i].r);
+	}
+}
+
+/*
+ * The loop is stuck: each waiter gets its 503 SCRAPE_WAIT_SEC (5 s) after it
+ * came, not when the loop wakes, and not all at once; /healthz answers all
+ * along; a render that comes late answers nobody twice.
+ */
+static void test_waiters_expire_each_on_time(void **state)
+{
+	struct fixture *f = *state;
+	struct job early, late, next;
+	double t0 = now();
+
+	metrics_http_set_ready(f->h, true);
+	job_start(&early, f->port, "/metrics", NULL);
+	await_scrapes(f->h, 1);
+	usleep(2000 * 1000);
+	job_start(&late, f->port, "/metrics", GZIP);
+	await_scrapes(f->h, 1);
+	while (!atomic_load(&early.done) && now() - t0 < 8) {
+		assert_healthz_quick(f->port);
+		usleep(200 * 1000);
+	}
+	job_join(&early);
+	assert_int_equal(early.r.status, 503);
+	assert_string_equal(early.r.body, "snapshot timeout\n");
+	assert_true(early.took > 4.8 && early.took < 6);
+	assert_false(atomic_load(&late.done));
+	job_join(&late);
+	assert_int_equal(late.r.status, 503);
+	assert_string_equal(late.r.body, "snapshot timeout\n");
+	assert_true(late.took > 4.8 && late.took < 6);
+	resp_free(&early.r);
+	resp_free(&late.r);
+
+	/* the loop wakes: its render answers the expired tickets' successors only */
+	assert_true(metrics_http_wanted(f->h));
+	publish_gen(f->h, 1);
+	job_start(&next, f->port, "/metrics", NULL);
+	await_scrapes(f->h, 1);
+	assert_true(metrics_http_wanted(f->h));
+	publish_gen(f->h, 2);
+	job_join(&next);
+	assert_int_equal(served_gen(&next.r), 2);
+	resp_free(&next.r);
+}
+
+/* Nonzero once the server has closed fd (EOF or reset); the bytes it sent are counted in *got. */
+static bool closed_by_server(int fd, size_t *got)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		*got += n;
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/*
+ * Clients that keep trickling a request never trip MHD's inactivity
+ * timeout; they are cut REQUEST_SEC (10 s) after they connected, or after
+ * their previous response on a keep-alive connection.
+ */
+static void test_trickling_clients_cut(void **state)
+{
+	static const char keep[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char line1[] = "GET /metrics HTTP/1.1\r\n";
+	struct fixture *f = *state;
+	enum { BY_LINE, BY_BYTE, AFTER_REPLY, N };
+	double since[N], cut[N] = { 0 };
+	size_t got[N] = { 0 };
+	int fd[N], ticks = 0;
+	char buf[1024];
+	ssize_t n;
+
+	metrics_http_set_ready(f->h, true);
+	for (int i = 0; i < N; i++) {
+		fd[i] = connect_to(AF_INET, f->port);
+		assert_true(fd[i] >= 0);
+		since[i] = now();
+	}
+	/* a keep-alive client that was answered, then starts trickling */
+	assert_int_equal(send(fd[AFTER_REPLY], keep, strlen(keep), MSG_NOSIGNAL), strlen(keep));
+	n = recv(fd[AFTER_REPLY], buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	since[AFTER_REPLY] = now();
+	usleep(1000 * 1000);
+	assert_int_equal(send(fd[BY_LINE], line1, strlen(line1), MSG_NOSIGNAL), strlen(line1));
+	assert_int_equal(send(fd[AFTER_REPLY], line1, strlen(line1), MSG_NOSIGNAL), strlen(line1));
+
+	while ((!cut[BY_LINE] || !cut[BY_BYTE] || !cut[AFTER_REPLY]) && now() - since[0] < 15) {
+		char line[32];
+		int len = snprintf(line, sizeof(line), "X-Pad-%d: x\r\n", ticks);
+
+		for (int i = 0; i < N; i++) {
+			if (cut[i])
+				continue;
+			if (closed_by_server(fd[i], &got[i])) {
+				cut[i] = now();
+				continue;
+			}
+			if (i == BY_BYTE)
+				send(fd[i], "GET /metrics HTTP/1.1\r\n" + ticks % 23, 1, MSG_NOSIGNAL);
+			else
+				send(fd[i], line, len, MSG_NOSIGNAL);
+		}
+		if (ticks % 4 == 0)
+			assert_healthz_quick(f->port);
+		ticks++;
+		usleep(500 * 1000);
+	}
+	for (int i = 0; i < N; i++) {
+		double lived = cut[i] - since[i];
+
+		if (!cut[i])
+			fail_msg("trickler %d: still open after %.1f s", i, now() - since[i]);
+		if (lived < 9.5 || lived > 11.5)
+			fail_msg("trickler %d: cut after %.1f s", i, lived);
+		close(fd[i]);
+	}
+	assert_int_equal(got[BY_LINE], 0);	/* cut, not answered */
+	assert_int_equal(got[BY_BYTE], 0);
+	assert_int_equal(got[AFTER_REPLY], 0);
+	assert_healthz_quick(f->port);
+}
+
+/*
+ * Idle connections past the limit (4096, less 1/16 kept free) push out the
+ * oldest of them instead of holding every slot: /healthz, connecting last,
+ * is served at once.
+ */
+static void test_idle_flood_evicts_oldest(void **state)
+{
+	enum { FLOOD = 4300 };
+	struct fixture *f = *state;
+	struct rlimit rl;
+	int *fds = calloc(FLOOD, sizeof(*fds)), closed = 0, first_closed = -1;
+	size_t got = 0;
+
+	assert_non_null(fds);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2 * FLOOD + 256) {
+		free(fds);
+		skip();
+	}
+	rl.rlim_cur = 2 * FLOOD + 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	metrics_http_set_ready(f->h, true);
+	for (int i = 0; i < FLOOD; i++) {
+		fds[i] = connect_to(AF_INET, f->port);
+		if (fds[i] < 0)
+			fail_msg("connect %d: %s", i, strerror(errno));
+	}
+	assert_healthz_quick(f->port);
+	/* the oldest were pushed out, the newest are still open */
+	for (int i = 0; i < FLOOD; i++) {
+		if (closed_by_server(fds[i], &got)) {
+			closed++;
+			if (first_closed < 0)
+				first_closed = i;
+		}
+	}
+	assert_int_equal(got, 0);
+	assert_true(closed >= FLOOD - 4096 + 4096 / 16);
+	assert_int_equal(first_closed, 0);
+	assert_false(closed_by_server(fds[FLOOD - 1], &got));
+	for (int i = 0; i < FLOOD; i++)
+		close(fds[i]);
+	free(fds);
+	assert_still_serving(f->port);
+}
+
+/* A body of size bytes for render n: "m n\n" then filler. */
+static char *make_big_body(int n, size_t size)
+{
+	char *b = malloc(size);
+	int head;
+
+	assert_non_null(b);
+	memset(b, 'x', size);
+	head = snprintf(b, 16, "m %d\n", n);
+	b[head] = '#';
+	b[size - 1] = '\n';
+	return b;
+}
+
+/*
+ * Readers too slow to take their bodies cannot pin one full render each:
+ * past 64 MiB of superseded bodies still being sent, the connections
+ * sending the oldest are cut.
+ */
+static void test_slow_readers_capped(void **state)
+{
+	enum { READERS = 7 };
+	const size_t size = 12 << 20;
+	static const char raw[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	struct fixture *f = *state;
+	int fd[READERS], small = 4096;
+	size_t got[READERS] = { 0 };
+
+	for (int i = 0; i < READERS; i++) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(f->port) };
+		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fd[i] >= 0);
+		/* before connect, so that the window stays small */
+		setsockopt(fd[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(connect(fd[i], (struct sockaddr *)&in, sizeof(in)), 0);
+		assert_int_equal(send(fd[i], raw, strlen(raw), MSG_NOSIGNAL), strlen(raw));
+		await_scrapes(f->h, 1);
+		assert_true(metrics_http_wanted(f->h));
+		metrics_http_publish(f->h, make_big_body(i + 1, size), size);
+	}
+	/* 6 x 12 MiB superseded: the first reader's body went, the others' stay */
+	usleep(200 * 1000);
+	for (int i = 0; i < READERS; i++) {
+		double t0 = now();
+
+		fcntl(fd[i], F_SETFL, O_NONBLOCK);
+		while (!closed_by_server(fd[i], &got[i]) && now() - t0 < 5)
+			usleep(1000);
+		close(fd[i]);
+	}
+	if (got[0] >= size)
+		fail_msg("oldest slow reader got %zu bytes, body is %zu", got[0], size);
+	for (int i = 1; i < READERS; i++)
+		if (got[i] <= size)
+			fail_msg("slow reader %d got %zu bytes, body is %zu", i, got[i], size);
+	metrics_http_set_ready(f->h, true);
+	assert_healthz_quick(f->port);
+}
+
 /* ---- other routes ---- */
 
 static void test_healthz(void **state)
@@ -970,6 +1244,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_timeout, setup_bare, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_scrapes, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_while_waiting, setup_bare, teardown),
+		cmocka_unit_test_setup_teardown(test_healthz_while_scrapes_wait, setup_bare, teardown),
+		cmocka_unit_test_setup_teardown(test_waiters_expire_each_on_time, setup_bare,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_trickling_clients_cut, setup_bare, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_flood_evicts_oldest, setup_loop, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_readers_capped, setup_bare, teardown),
 		cmocka_unit_test_setup_teardown(test_healthz, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_landing_page, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_not_found, setup_loop, teardown),
