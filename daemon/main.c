@@ -70,6 +70,7 @@ struct ml_daemon {
 	int ifd;                     /* inotify on the --metadata file's directory */
 	const char *md_name;         /* the --metadata file's name in that directory */
 	int cg_fds[ML_MAX_CGROUPS];
+	bool cg_gone[ML_MAX_CGROUPS]; /* removed since (said once) */
 	int n_cg;
 	char cg_root[PATH_MAX];
 	uint64_t lost_reported; /* kernel-side losses already reported */
@@ -719,6 +720,33 @@ static void metadata_changed(struct ml_daemon *d)
 		reload_metadata(d);
 }
 
+/*
+ * An observed cgroup removed (its pod gone, say): said once on stderr, and
+ * by /healthz while it lasts (still 200: the daemon is well, and a restart
+ * would not bring the cgroup back). A cgroup made again at that path is
+ * another one, without the programs: the daemon must be restarted on it.
+ */
+static void check_cgroups(struct ml_daemon *d)
+{
+	char note[256] = "";
+
+	for (int i = 0; i < d->n_cg; i++) {
+		const char *path = d->opt.n_cgroups ? d->opt.cgroups[i] : ".";
+		bool gone = faccessat(d->cg_fds[i], "cgroup.procs", F_OK, 0) && errno == ENOENT;
+
+		if (gone && !d->cg_gone[i])
+			fprintf(stderr,
+				"meshlens: --cgroup '%s' is gone: nothing below it is observed any more\n",
+				path);
+		d->cg_gone[i] = gone;
+		if (gone && !note[0])
+			snprintf(note, sizeof(note), "cgroup '%s' is gone: nothing below it is observed",
+				 path);
+	}
+	if (d->http)
+		metrics_http_set_health_note(d->http, note);
+}
+
 /* ---- config reload ----------------------------------------------------------- */
 
 /* The keys a running daemon takes from a reloaded config; the others decide
@@ -883,8 +911,10 @@ static int run_loop(struct ml_daemon *d)
 					return 1;
 				collect_flows(d);
 			} else if (evs[i].data.fd == d->rfd) {
-				if (read(d->rfd, &ticks, sizeof(ticks)) > 0)
+				if (read(d->rfd, &ticks, sizeof(ticks)) > 0) {
 					refresh_live(d);
+					check_cgroups(d);
+				}
 			} else if (d->http && evs[i].data.fd == metrics_http_notify_fd(d->http)) {
 				if (metrics_http_wanted(d->http))
 					render_metrics(d);

@@ -183,6 +183,8 @@ struct metrics_http {
 	struct MHD_Daemon *mhd;
 	int efd;
 	atomic_bool ready;
+	pthread_mutex_t note_lock;
+	char health_note[256];		/* said by /healthz after "ok"; "" = nothing */
 	unsigned int evict_at;		/* connections past which the oldest reader goes */
 
 	pthread_mutex_t lock;
@@ -641,6 +643,29 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned int status, cons
 	return queue(c, status, r, NULL);
 }
 
+/*
+ * 200 "ok" once ready (with the daemon's note, if any: the daemon is well,
+ * so a liveness probe must not restart it, but something it watches is
+ * not), 503 "starting" before.
+ */
+static enum MHD_Result healthz(struct metrics_http *h, struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	char body[300];
+
+	if (!atomic_load(&h->ready))
+		return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text_type, "starting\n");
+	pthread_mutex_lock(&h->note_lock);
+	snprintf(body, sizeof(body), h->health_note[0] ? "ok: %s\n" : "ok\n", h->health_note);
+	pthread_mutex_unlock(&h->note_lock);
+	r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, text_type) != MHD_YES) {
+		MHD_destroy_response(r);
+		r = NULL;
+	}
+	return queue(c, MHD_HTTP_OK, r, NULL);
+}
+
 /* Serve s, gzipped if gz; the response owns the caller's reference and drops it when MHD is done. */
 static enum MHD_Result reply_snapshot(struct MHD_Connection *c, struct snapshot *s, bool gz)
 {
@@ -755,8 +780,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (strcmp(url, "/metrics") == 0)
 		return scrape_begin(h, c, cl, req_cls);
 	if (strcmp(url, "/healthz") == 0)
-		return atomic_load(&h->ready) ? reply(c, MHD_HTTP_OK, text_type, "ok\n")
-			: reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text_type, "starting\n");
+		return healthz(h, c);
 	if (strcmp(url, "/") == 0)
 		return reply(c, MHD_HTTP_OK, html_type, landing_page);
 	return reply(c, MHD_HTTP_NOT_FOUND, text_type, "not found\n");
@@ -928,6 +952,7 @@ static void free_all(struct metrics_http *h)
 	pthread_cond_destroy(&h->wake);
 	pthread_cond_destroy(&h->idle);
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->note_lock);
 	free(h);
 }
 
@@ -976,6 +1001,7 @@ struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errl
 	link_init(&h->old);
 	h->helper_at = INT64_MIN;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->note_lock, NULL);
 	pthread_mutex_init(&h->log_lock, NULL);
 	/* Deadlines are monotonic: a clock step must not cut or stretch a wait. */
 	pthread_condattr_init(&ca);
@@ -1128,6 +1154,13 @@ void metrics_http_publish(struct metrics_http *h, char *body, size_t len)
 	pthread_mutex_unlock(&h->lock);
 	if (dead)
 		snapshot_free(dead);
+}
+
+void metrics_http_set_health_note(struct metrics_http *h, const char *note)
+{
+	pthread_mutex_lock(&h->note_lock);
+	snprintf(h->health_note, sizeof(h->health_note), "%s", note ? note : "");
+	pthread_mutex_unlock(&h->note_lock);
 }
 
 void metrics_http_set_ready(struct metrics_http *h, bool ready)

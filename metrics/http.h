@@ -48,6 +48,9 @@ void metrics_http_publish(struct metrics_http *h, char *body, size_t len);
 /* /healthz turns 200 once set. */
 void metrics_http_set_ready(struct metrics_http *h, bool ready);
 
+/* What /healthz says after "ok: " (still 200); NULL or "" for nothing. */
+void metrics_http_set_health_note(struct metrics_http *h, const char *note);
+
 /* Stop the server's threads and free everything (waiting scrapes get 503). */
 void metrics_http_stop(struct metrics_http *h);
 

@@ -360,3 +360,18 @@ teardown() { ml_teardown; }
 	mv "$T/all.log" "$T/access.log"
 	check_conns
 }
+
+@test "an observed cgroup removed: said once on stderr and by /healthz (still 200), the daemon runs on" {
+	mkdir "$CG/pod"
+	echo '{"refresh_interval_ms": 200}' >"$T/c.json"
+	MPORT=$(free_port)
+	launch "$MESHLENS" --pin-path "$PIN" -g "$CG/pod" -o "$T/access.log" -m "127.0.0.1:$MPORT" -c "$T/c.json"
+	[ "$(curl -sS --max-time 5 "http://127.0.0.1:$MPORT/healthz")" = ok ]
+	rmdir "$CG/pod"
+	wait_err_line "meshlens: --cgroup '$CG/pod' is gone: nothing below it is observed any more"
+	[ "$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz")" = 200 ]
+	[ "$(curl -sS --max-time 5 "http://127.0.0.1:$MPORT/healthz")" = "ok: cgroup '$CG/pod' is gone: nothing below it is observed" ]
+	kill -0 "$DAEMON_PID"
+	stop_daemon
+	[ "$(grep -c "is gone" "$T/daemon.err")" = 1 ]
+}
