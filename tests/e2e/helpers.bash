@@ -3,6 +3,9 @@
 # and cleanup of everything on success and failure alike.
 # shellcheck shell=bash
 
+# `run !` (the negation that fails a test) needs bats 1.5; Debian 12 has 1.8
+bats_require_minimum_version 1.5.0
+
 BUILD=${MESHLENS_BUILD:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build}
 MESHLENS=$BUILD/meshlens
 MLTRAFFIC=$BUILD/mltraffic
