@@ -289,6 +289,7 @@ drops:
 		 * the last whole period, not the time since boot */
 		if (full)
 			diag_run(d->diag, NULL, 0);
+		diag_refresh(d->diag); /* what scrapes show until the next refresh */
 	}
 }
 
@@ -1201,6 +1202,8 @@ int main(int argc, char **argv)
 	if (ml_bpf_on(&d.bpf, ML_FEAT_DROPS) && !d.opt.probe) {
 		ret = drops_apply_filter(ml_bpf_map_fd(&d.bpf, ML_MAP_DROP_FILTER), &d.reasons);
 		d.diag = diag_new();
+		if (d.diag)
+			diag_refresh(d.diag); /* the first scrape's figures */
 		if (d.opt.metadata && d.opt.workload_metrics)
 			d.drop_wl = drop_wl_new(d.opt.max_series);
 		if (!ret && (!d.diag || (d.opt.metadata && d.opt.workload_metrics && !d.drop_wl)))

@@ -271,6 +271,8 @@ struct snapshot {
 struct diag_state {
 	struct snapshot snap[2];
 	int cur; /* snap[cur] is filled next; snap[!cur] is the baseline */
+	struct snapshot shown; /* what diag_render() shows: diag_refresh() takes it */
+	bool have_shown;
 	bool have_base;
 	/* findings by severity of the last run that had a baseline: what the
 	 * daemon publishes (a whole period, never a part of one) */
@@ -1044,6 +1046,7 @@ void diag_free(struct diag_state *s)
 		return;
 	free(s->snap[0].ls);
 	free(s->snap[1].ls);
+	free(s->shown.ls);
 	free(s->f);
 	free(s);
 }
@@ -1169,17 +1172,24 @@ static void render_conntrack(struct expo *e, const struct snapshot *p)
 	expo_sample_u64(e, "meshlens_diag_conntrack_entries_limit", NULL, (uint64_t)max);
 }
 
+int diag_refresh(struct diag_state *s)
+{
+	int err = snapshot(s, &s->shown);
+
+	s->have_shown = !err;
+	return err;
+}
+
 void diag_render(struct diag_state *s, struct expo *e)
 {
 	static const char name[] = "meshlens_diag_findings";
-	struct snapshot *p = &s->snap[s->cur]; /* scratch: the next diag_run refills it */
 
-	if (snapshot(s, p))
-		return;
-	render_counters(e, p);
-	render_nics(e, p);
-	render_listeners(e, p);
-	render_conntrack(e, p);
+	if (s->have_shown) {
+		render_counters(e, &s->shown);
+		render_nics(e, &s->shown);
+		render_listeners(e, &s->shown);
+		render_conntrack(e, &s->shown);
+	}
 	expo_family(e, name, "gauge",
 		    "Drop diagnosis findings by severity of the last whole diagnosis period "
 		    "(12 refresh intervals, 60 s by default): counter increases over it, full "

@@ -53,11 +53,18 @@ int diag_run(struct diag_state *s, struct diag_finding *out, int max);
 void diag_print(FILE *out, const struct diag_finding *f, int n);
 
 /*
- * The same figures as metrics: node-level counters and per-interface NIC
- * counters (fresh values); listeners only while their accept queue is full
- * (bounded cardinality); meshlens_diag_findings{severity} of the last
- * diag_run() that had a baseline. Families are prefixed meshlens_diag_ or
- * meshlens_nic_.
+ * Read every source now for diag_render() (the daemon does it at each
+ * refresh, never per scrape: netlink dumps and /proc reads stay off the
+ * scrape path). 0, or -errno when no source could be read.
+ */
+int diag_refresh(struct diag_state *s);
+
+/*
+ * The same figures as metrics, as the last diag_refresh() read them:
+ * node-level counters and per-interface NIC counters; listeners only
+ * while their accept queue is full (bounded cardinality);
+ * meshlens_diag_findings{severity} of the last diag_run() that had a
+ * baseline. Families are prefixed meshlens_diag_ or meshlens_nic_.
  */
 void diag_render(struct diag_state *s, struct expo *e);
 

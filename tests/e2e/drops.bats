@@ -325,6 +325,8 @@ teardown() {
 	"$MLPKT" --max-seconds 30 connect-flood 127.0.0.1 "$port" 20 --hold-ms 300 >"$T/flood.json"
 	kill "$listener"
 	wait "$listener" || true
+	# (the figures are read at each refresh, not per scrape)
+	wait_for '[ "$(metric meshlens_diag_netstat_total counter=\"ListenOverflows\")" -gt "$o0" ]'
 	o1=$(metric meshlens_diag_netstat_total 'counter="ListenOverflows"')
 	echo "ListenOverflows $o0 -> $o1"
 	[ "$o1" -gt "$o0" ]

@@ -431,13 +431,17 @@ static void test_render_metrics(void **state)
 	text = strndup(e.buf, e.len);
 	assert_non_null(text);
 	assert_non_null(strstr(text, "\nmeshlens_diag_findings{severity=\"problem\"} 0\n"));
+	/* a render reads no source itself: nothing before the first refresh */
+	assert_null(strstr(text, "meshlens_diag_netstat_total"));
 	free(text);
 	expo_reset(&e);
 	assert_true(diag_run(s, NULL, 0) >= 0);
 	assert_true(diag_run(s, NULL, 0) >= 0);
+	/* the figures are those diag_refresh() read (the daemon: each refresh) */
 	before = tcpext("ListenOverflows");
-	diag_render(s, &e);
+	assert_int_equal(diag_refresh(s), 0);
 	after = tcpext("ListenOverflows");
+	diag_render(s, &e);
 	assert_false(e.oom);
 	text = strndup(e.buf, e.len);
 	assert_non_null(text);
