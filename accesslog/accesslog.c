@@ -1246,7 +1246,7 @@ static int reopen_now(struct accesslog_sink *s)
 	int fd = open_log(s->path, s->follow);
 
 	if (fd < 0) {
-		s->reopen_err = errno == ELOOP ? -ELOOP : -errno;
+		s->reopen_err = -errno;
 		return s->reopen_err;
 	}
 	if (s->fd >= 0)

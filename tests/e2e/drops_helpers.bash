@@ -108,6 +108,16 @@ pkt() {
 	cat "$T/$name.json" >>"$T/truth.json"
 }
 
+# closed_port_drops N: N UDP packets to a closed port of $NS, all of them
+# dropped (the namespace's Udp NoPorts grew by N, counted just before the
+# kernel frees each)
+closed_port_drops() {
+	local before
+	before=$(nstat_value UdpNoPorts)
+	pkt closed udp 10.213.0.1 10.213.0.1 9 "$1" --size 64 --interval-ms 20
+	[ $(($(nstat_value UdpNoPorts) - before)) = "$1" ]
+}
+
 # truth NAME FIELD: a field of a saved ground-truth line
 truth() {
 	jq -r ".$2" "$T/$1.json"
