@@ -26,9 +26,11 @@ CFLAGS  += $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-Wno-s
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c daemon/metadata.c cgroup/cgroup.c accesslog/accesslog.c \
-	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
-	       drops/diagnose.c drops/byworkload.c
+DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c \
+	       daemon/metadata.c daemon/loop.c daemon/drain.c daemon/live.c daemon/dropfeed.c \
+	       daemon/scrape.c daemon/reload.c daemon/privs.c daemon/actions.c cgroup/cgroup.c accesslog/accesslog.c \
+	       metrics/metrics.c metrics/expo.c metrics/http.c metrics/retrans.c drops/reasons.c \
+	       drops/drops.c drops/diagnose.c drops/byworkload.c
 # the core object and one object per optional feature (bpf/maps.h)
 BPF_OBJS    := core failures live drops retrans
 BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
@@ -61,13 +63,14 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toola
 $(BUILD)/tests/test_accesslog: accesslog/accesslog.c
 $(BUILD)/tests/test_options: daemon/options.c
 $(BUILD)/tests/test_metadata: daemon/metadata.c
+$(BUILD)/tests/test_loop: daemon/loop.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
 $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c
 $(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
 $(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c
-$(BUILD)/tests/test_loader: cgroup/cgroup.c $(BPF_SKELS) # loader.c, included, needs the skeletons
+$(BUILD)/tests/test_loader: cgroup/cgroup.c metrics/expo.c $(BPF_SKELS) # loader.c, included, needs the skeletons
 $(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c metrics/metrics.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)

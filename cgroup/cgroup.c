@@ -253,3 +253,70 @@ int cgroup_unpin_stale(const char *pin_dir, char *const *keep, int n)
 	closedir(dir);
 	return removed;
 }
+
+/* ---- the observed cgroups --------------------------------------------- */
+
+int cgroup_set_open(struct cgroup_set *s, const char *root, const char *const *paths, int n,
+		    char *err, size_t errlen)
+{
+	int i, j, fd;
+
+	s->n = 0;
+	if (n > CGROUP_SET_MAX) {
+		snprintf(err, errlen, "more than %d cgroups", CGROUP_SET_MAX);
+		return -E2BIG;
+	}
+	for (i = 0; i < n; i++) {
+		fd = cgroup_open(root, paths[i]);
+		if (fd == -EMEDIUMTYPE)
+			snprintf(err, errlen,
+				 "--cgroup '%s': not a cgroup v2 directory (cgroup v2 is mounted at %s)",
+				 paths[i], root);
+		else if (fd < 0)
+			snprintf(err, errlen, "--cgroup '%s': %s", paths[i], strerror(-fd));
+		if (fd < 0) {
+			cgroup_set_close(s);
+			return fd;
+		}
+		s->fd[s->n] = fd;
+		s->gone[s->n] = false;
+		s->path[s->n++] = paths[i];
+	}
+	for (i = 0; i < n; i++)
+		for (j = 0; j < n; j++) {
+			if (i == j || cgroup_within(s->fd[i], s->fd[j]) != 1)
+				continue;
+			if (cgroup_within(s->fd[j], s->fd[i]) == 1)
+				snprintf(err, errlen, "--cgroup '%s' and --cgroup '%s' are the same cgroup",
+					 paths[i], paths[j]);
+			else
+				snprintf(err, errlen,
+					 "--cgroup '%s' is inside --cgroup '%s', which already sees its "
+					 "sockets: give only '%s'",
+					 paths[j], paths[i], paths[i]);
+			cgroup_set_close(s);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+uint64_t cgroup_set_check(struct cgroup_set *s)
+{
+	uint64_t newly = 0;
+
+	for (int i = 0; i < s->n; i++) {
+		bool gone = faccessat(s->fd[i], "cgroup.procs", F_OK, 0) && errno == ENOENT;
+
+		if (gone && !s->gone[i])
+			newly |= 1ULL << i;
+		s->gone[i] = gone;
+	}
+	return newly;
+}
+
+void cgroup_set_close(struct cgroup_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		close(s->fd[i]);
+	s->n = 0;
+}

@@ -7,7 +7,9 @@
 #ifndef MESHLENS_CGROUP_H
 #define MESHLENS_CGROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct bpf_program;
 struct bpf_link;
@@ -70,5 +72,34 @@ int cgroup_link_path(char *buf, size_t len, const char *pin_dir, int cgroup_fd, 
  * of keep[0..n) (paths). Returns how many were removed.
  */
 int cgroup_unpin_stale(const char *pin_dir, char *const *keep, int n);
+
+/* ---- the observed cgroups --------------------------------------------- */
+
+#define CGROUP_SET_MAX 64
+
+struct cgroup_set {
+	int fd[CGROUP_SET_MAX];
+	const char *path[CGROUP_SET_MAX]; /* as given (not copied) */
+	bool gone[CGROUP_SET_MAX];        /* removed since (cgroup_set_check) */
+	int n;
+};
+
+/*
+ * Open paths[0..n) under root. Programs on a cgroup run for the sockets
+ * of every cgroup below it too, so one inside (or equal to) another is
+ * refused: each socket would be recorded twice. 0, or -errno with err
+ * naming the path (-EINVAL: nested or equal; what was opened is closed).
+ */
+int cgroup_set_open(struct cgroup_set *s, const char *root, const char *const *paths, int n,
+		    char *err, size_t errlen);
+
+/*
+ * Look whether each cgroup is still there (one faccessat each). Returns
+ * the cgroups found gone since the last check (bit i: path[i]), to be said
+ * once; s->gone[] tells which are gone now.
+ */
+uint64_t cgroup_set_check(struct cgroup_set *s);
+
+void cgroup_set_close(struct cgroup_set *s);
 
 #endif /* MESHLENS_CGROUP_H */

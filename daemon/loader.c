@@ -26,6 +26,7 @@
 #include "live.skel.h"
 #include "retrans.skel.h"
 #include "../cgroup/cgroup.h"
+#include "../metrics/expo.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define ML_ERR_TMP 512
@@ -992,4 +993,59 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max)
 	for (int f = 0; f < ML_FEATURES && n < max; f++)
 		out[n++] = b->table[f];
 	return n;
+}
+
+bool ml_bpf_live_by_task(const struct ml_bpf *b)
+{
+	return b->variant[ML_FEAT_LIVE] > 0;
+}
+
+void ml_bpf_print_probe(const struct ml_bpf *b, FILE *out)
+{
+	struct ml_feature f[ML_FEATURES + 2];
+	int n = ml_bpf_features(b, f, (int)ARRAY_SIZE(f));
+
+	for (int i = 0; i < n; i++) {
+		fprintf(out, "%-18s %-9s %s", f[i].name, ml_feature_state_name(f[i].state),
+			f[i].hook ? f[i].hook : "-");
+		if (f[i].reason[0])
+			fprintf(out, "  (%s)", f[i].reason);
+		fputc('\n', out);
+	}
+}
+
+void ml_bpf_summary(const struct ml_bpf *b, char *out, size_t len)
+{
+	struct ml_feature f[ML_FEATURES + 2];
+	int n = ml_bpf_features(b, f, (int)ARRAY_SIZE(f));
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (int i = 2; i < n && used < len; i++) /* the core's two always serve */
+		used += (size_t)snprintf(out + used, len - used, "%s%s=%s", used ? " " : "",
+					 f[i].name, f[i].hook ? f[i].hook : "off");
+}
+
+void ml_bpf_render_info(const struct ml_bpf *b, struct expo *e)
+{
+	struct ml_feature f[ML_FEATURES + 2];
+	int i, n = ml_bpf_features(b, f, (int)ARRAY_SIZE(f));
+
+	expo_family(e, "meshlens_hook_info", "gauge",
+		    "The kernel hook serving each feature on this kernel, always 1.");
+	for (i = 0; i < n; i++)
+		if (f[i].state != ML_FS_OFF)
+			expo_sample_u64(e, "meshlens_hook_info",
+					(const char *const[]){ "feature", f[i].name, "hook",
+							       f[i].hook, NULL },
+					1);
+	expo_family(e, "meshlens_feature_info", "gauge",
+		    "Every feature, always 1: state on (preferred hook), fallback (a later "
+		    "variant: --probe says why) or off, and the hook serving it (none when off).");
+	for (i = 0; i < n; i++)
+		expo_sample_u64(e, "meshlens_feature_info",
+				(const char *const[]){ "feature", f[i].name, "state",
+						       ml_feature_state_name(f[i].state), "hook",
+						       f[i].hook ? f[i].hook : "none", NULL },
+				1);
 }

@@ -153,4 +153,21 @@ int ml_bpf_features(const struct ml_bpf *b, struct ml_feature *out, int max);
 /* "on", "fallback", "off" */
 const char *ml_feature_state_name(enum ml_feature_state s);
 
+/*
+ * Live counters come from the files of every task (iter/task_file), not
+ * from the socket storage: a connection no pass sees may still be open
+ * in a task the iterator missed (metrics.h, metrics_live_set_expiry).
+ */
+bool ml_bpf_live_by_task(const struct ml_bpf *b);
+
+/* --probe: one line per feature: name, state, hook (or "-"), and why. */
+void ml_bpf_print_probe(const struct ml_bpf *b, FILE *out);
+
+/* "live-counters=iter/task_file packet-drops=off ...": the ready line's. */
+void ml_bpf_summary(const struct ml_bpf *b, char *out, size_t len);
+
+struct expo;
+/* meshlens_hook_info and meshlens_feature_info. */
+void ml_bpf_render_info(const struct ml_bpf *b, struct expo *e);
+
 #endif /* MESHLENS_LOADER_H */

@@ -887,3 +887,38 @@ void ml_options_usage(FILE *out)
 	      "Exit status: 0 success, 1 run-time failure, 2 bad usage or config.\n",
 	      out);
 }
+
+static const char *const live_keys[] = {
+	"drain_interval_ms", "refresh_interval_ms", "include", "exclude",
+	"log_max_size_kb", "log_max_files", "series_idle_seconds",
+};
+
+bool ml_config_key_is_live(const char *key)
+{
+	for (size_t i = 0; i < sizeof(live_keys) / sizeof(live_keys[0]); i++)
+		if (!strcmp(key, live_keys[i]))
+			return true;
+	return false;
+}
+
+#define SWAP(a, b)                        \
+	do {                              \
+		typeof(a) swap_tmp_ = (a); \
+		(a) = (b);                \
+		(b) = swap_tmp_;          \
+	} while (0)
+
+void ml_options_take_live(struct ml_options *o, struct ml_options *n)
+{
+	o->drain_interval_ms = n->drain_interval_ms;
+	o->refresh_interval_ms = n->refresh_interval_ms;
+	o->log_max_size_kb = n->log_max_size_kb;
+	o->log_max_files = n->log_max_files;
+	o->series_idle_seconds = n->series_idle_seconds;
+	for (int i = 0; i < ML_MAX_POINTS; i++) {
+		SWAP(o->include[i], n->include[i]);
+		SWAP(o->exclude[i], n->exclude[i]);
+	}
+	SWAP(o->n_include, n->n_include);
+	SWAP(o->n_exclude, n->n_exclude);
+}

@@ -76,6 +76,16 @@ int ml_config_parse(struct ml_options *o, const char *json, const char *origin, 
 /* The config for o as pretty JSON text (malloc'd; --gen-config prints it). */
 char *ml_config_dump(const struct ml_options *o);
 
+/*
+ * The keys a running daemon takes from a reloaded config (SIGHUP); the
+ * others decide programs, maps, sockets and files set up once, and need a
+ * restart.
+ */
+bool ml_config_key_is_live(const char *key);
+
+/* Move the live keys' values from n into o (n gets o's old ones, to free). */
+void ml_options_take_live(struct ml_options *o, struct ml_options *n);
+
 /* Usage text for -h. */
 void ml_options_usage(FILE *out);
 
