@@ -116,9 +116,9 @@ teardown() {
 # host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "1000 idle connections to the metrics port do not stall record processing" {
 	start_with_config '{}'
-	"$BUILD/mlpkt" connect-flood 127.0.0.1 "$MPORT" 1000 --hold-ms 4000 >/dev/null &
+	"$BUILD/mlpkt" connect-flood 127.0.0.1 "$MPORT" 1000 --hold-ms 4000 >"$T/flood.json" &
 	IDLE_PID=$!
-	sleep 0.5
+	wait_for "grep -q flooding $T/flood.json"
 	traffic many 127.0.0.1 100
 	wait_records 200
 	check_conns
