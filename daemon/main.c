@@ -43,6 +43,7 @@
 #include "../drops/drops.h"
 #include "../drops/reasons.h"
 #include "../drops/byworkload.h"
+#include "../lib/names.h"
 #include "../metrics/expo.h"
 #include "../metrics/http.h"
 #include "../metrics/metrics.h"
@@ -327,7 +328,7 @@ static void render_node_retrans(struct ml_daemon *d, struct expo *e)
 		expo_sample_u64(e, name,
 				(const char *const[]){
 					"family", slot < ML_RTX_STATES ? "ipv4" : "ipv6", "state",
-					state >= 1 && state <= 12 ? accesslog_state_name(state) : other,
+					state >= 1 && state <= 12 ? ml_tcp_state_name(state) : other,
 					NULL },
 				sum);
 	}
@@ -546,7 +547,7 @@ static int start_metrics(struct ml_daemon *d)
 		.max_series = d->opt.max_series,
 		.series_idle_seconds = d->opt.series_idle_seconds,
 		.ip_pairs = d->opt.ip_pair_metrics,
-		.format_addr = accesslog_format_addr,
+		.format_addr = ml_format_addr,
 	};
 	char err[ML_ERR_LEN];
 

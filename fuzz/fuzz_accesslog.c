@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * libFuzzer target: accesslog/accesslog.c, the hand-written JSON writer.
+ * libFuzzer target: accesslog/format.c, the hand-written JSON writer (and
+ * lib/names.c, the addresses and states it writes).
  *
  * Input layout (zero-padded when short):
  *
@@ -42,6 +43,7 @@
 #include <cjson/cJSON.h>
 
 #include "accesslog/accesslog.h"
+#include "lib/names.h"
 
 #define REC_OFF 0
 #define CLK_OFF (REC_OFF + sizeof(struct tcp_probe_info))
@@ -63,7 +65,7 @@ static __attribute__((noreturn)) void die(const char *what, const char *detail)
 	abort();
 }
 
-/* ---- references, written independently of accesslog.c ---- */
+/* ---- references, written independently of format.c and names.c ---- */
 
 /* Length of a well-formed UTF-8 sequence at s (by code point value), else 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
@@ -420,7 +422,7 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 	want_num(line, o, "segs_in", r->segs_in);
 	want_num(line, o, "segs_out", r->segs_out);
 	want_num(line, o, "lost", r->lost_out);
-	want_str(o, "state", accesslog_state_name(r->state));
+	want_str(o, "state", ml_tcp_state_name(r->state));
 	want_num(line, o, "sock_cookie", r->sock_cookie);
 	if (r->flags & ML_F_DROPS) {
 		want_num(line, o, "drops", r->drops);
@@ -584,7 +586,7 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 		}
 	}
 	if (v->tcp_state)
-		want_str(o, "tcp_state", accesslog_state_name(v->tcp_state));
+		want_str(o, "tcp_state", ml_tcp_state_name(v->tcp_state));
 	want_num(line, o, "packets", v->packets);
 	want_num(line, o, "bytes", v->bytes);
 	want_num(line, o, "ifindex", k->ifindex);

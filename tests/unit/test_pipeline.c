@@ -23,6 +23,7 @@
 
 #include "daemon/metadata.h"
 #include "daemon/pipeline.h"
+#include "lib/names.h"
 #include "metrics/expo.h"
 
 struct fx {
@@ -47,7 +48,7 @@ static int setup(void **state)
 	struct metrics_config cfg = {
 		.max_series = 100,
 		.ip_pairs = true,
-		.format_addr = accesslog_format_addr,
+		.format_addr = ml_format_addr,
 		.identify = ml_pipeline_names,
 	};
 	char path[160], err[256];
