@@ -72,7 +72,7 @@ $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
 $(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c $(LIB_SRCS)
 $(BUILD)/tests/test_loader: cgroup/cgroup.c $(BPF_SKELS) # loader.c, included, needs the skeletons
 $(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) $(LIB_SRCS) \
-			      metrics/metrics.c metrics/expo.c
+			      drops/reasons.c metrics/metrics.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 
@@ -108,7 +108,7 @@ e2e: all ## end-to-end tests only
 	@tests/run.sh --e2e $(BUILD)
 
 $(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) \
-			  $(LIB_SRCS) metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
+			  $(LIB_SRCS) drops/reasons.c metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 # what meshlens's BPF cost is measured against (bench/cost.sh)

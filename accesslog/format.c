@@ -375,9 +375,6 @@ static void jw_addr(struct jw *w, const char *key_lit, size_t key_len,
 #define jw_key(key) ",\"" key "\":", sizeof(",\"" key "\":") - 1
 
 /* The line is NUL-terminated too; the returned length does not count it. */
-static accesslog_reason_fn reason_namer;
-static void *reason_ctx;
-
 int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 		     char *buf, size_t len)
 {
@@ -404,7 +401,6 @@ static void jw_workloads(struct jw *w, const struct accesslog_identity *id)
 int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 			const struct accesslog_identity *id, char *buf, size_t len)
 {
-	char rn[64];
 	struct jw w;
 
 	jw_init(&w, buf, len);
@@ -442,9 +438,7 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 		jw_num(&w, "drops", r->drops);
 		if (r->drops)
 			jw_text(&w, "last_drop_reason",
-				reason_namer ? reason_namer(reason_ctx, r->last_drop_reason, rn,
-							    sizeof(rn))
-					     : "UNKNOWN");
+				id && id->drop_reason ? id->drop_reason : "UNKNOWN");
 	}
 	if (id) {
 		jw_opt(&w, "cgroup", id->cgroup);
@@ -452,12 +446,6 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 	}
 	jw_lit(&w, "}\n");
 	return jw_end(&w);
-}
-
-void accesslog_set_reason_namer(accesslog_reason_fn fn, void *ctx)
-{
-	reason_namer = fn;
-	reason_ctx = ctx;
 }
 
 /* "SYN|ACK": the flags of TCP's header byte 13, lowest bit first */

@@ -53,14 +53,21 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 		     char *buf, size_t len);
 
 /*
- * Workload identity of a connection record, resolved by the caller; NULL
- * members are left out of the line. "src_*" name the client, "dst_*" the
- * server; cgroup is the socket's cgroup path relative to the cgroup v2 root.
+ * Names of a connection record, resolved by the caller; NULL members are
+ * left out of the line. "src_*" name the client, "dst_*" the server;
+ * cgroup is the socket's cgroup path relative to the cgroup v2 root.
+ *
+ * drop_reason names r->last_drop_reason (with --drops, records carry
+ * "drops" and, when some were dropped, "last_drop_reason"; the daemon
+ * names reasons from the kernel's BTF); NULL, or no id: "UNKNOWN". The
+ * caller resolves it only for a record with drops, so a record without
+ * pays nothing for it.
  */
 struct accesslog_identity {
 	const char *cgroup;
 	const char *src_workload, *src_namespace;
 	const char *dst_workload, *dst_namespace, *dst_service;
+	const char *drop_reason;
 };
 
 /*
@@ -71,15 +78,6 @@ struct accesslog_identity {
  */
 int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 			const struct accesslog_identity *id, char *buf, size_t len);
-
-/*
- * With --drops, records carry "drops" and, when some were dropped,
- * "last_drop_reason": the daemon names reasons (from the kernel's BTF)
- * through this, set once at start-up. buf is scratch space the namer may
- * write the name into.
- */
-typedef const char *(*accesslog_reason_fn)(void *ctx, uint32_t reason, char *buf, size_t len);
-void accesslog_set_reason_namer(accesslog_reason_fn fn, void *ctx);
 
 /* Names of a drop flow's reason, resolved by the caller. */
 struct accesslog_drop_names {
@@ -92,7 +90,7 @@ struct accesslog_drop_names {
  * One drop-log line: {"type":"drop",...} with the flow's drops since it
  * was last taken out of the kernel (packets, bytes, first/last time);
  * with id, the workload keys of the packet's ends ("src_workload", ...;
- * id->cgroup is not used). Returns the length, or -1 if buf is too small.
+ * id->cgroup and id->drop_reason are not used: names has the reason). Returns the length, or -1 if buf is too small.
  */
 int accesslog_format_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 			  const struct accesslog_drop_names *names,

@@ -207,11 +207,6 @@ static void on_drop_flow(void *ctx, const struct ml_flow_key *k, const struct ml
 		accesslog_append(d->pl.sink, line, (size_t)len);
 }
 
-static const char *name_reason(void *ctx, uint32_t value, char *buf, size_t len)
-{
-	return drop_reason_name(ctx, value, buf, len);
-}
-
 /* The drop flows of the epoch the kernel stopped writing: drop-log lines. */
 static void collect_flows(struct ml_daemon *d)
 {
@@ -1215,7 +1210,7 @@ int main(int argc, char **argv)
 			ret = 1;
 			goto out;
 		}
-		accesslog_set_reason_namer(name_reason, &d.reasons);
+		d.pl.reasons = &d.reasons;
 	}
 	if (d.opt.probe) {
 		ret = print_probe(&d.bpf);
