@@ -26,11 +26,14 @@ CFLAGS  += $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-Wno-s
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+# the common library (lib/) and the access log's three parts
+LIB_SRCS       := lib/names.c
+ACCESSLOG_SRCS := accesslog/format.c accesslog/sink.c accesslog/rotate.c
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c \
 	       daemon/metadata.c daemon/loop.c daemon/drain.c daemon/live.c daemon/dropfeed.c \
-	       daemon/scrape.c daemon/reload.c daemon/privs.c daemon/actions.c cgroup/cgroup.c accesslog/accesslog.c \
-	       metrics/metrics.c metrics/expo.c metrics/http.c metrics/retrans.c drops/reasons.c \
-	       drops/drops.c drops/diagnose.c drops/byworkload.c
+	       daemon/scrape.c daemon/reload.c daemon/privs.c daemon/actions.c cgroup/cgroup.c \
+	       $(ACCESSLOG_SRCS) $(LIB_SRCS) metrics/metrics.c metrics/expo.c metrics/http.c \
+	       metrics/retrans.c drops/reasons.c drops/drops.c drops/diagnose.c drops/byworkload.c
 # the core object and one object per optional feature (bpf/maps.h)
 BPF_OBJS    := core failures live drops retrans
 BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
@@ -60,18 +63,19 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toola
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
-$(BUILD)/tests/test_accesslog: accesslog/accesslog.c
+$(BUILD)/tests/test_accesslog: $(ACCESSLOG_SRCS) $(LIB_SRCS)
 $(BUILD)/tests/test_options: daemon/options.c
 $(BUILD)/tests/test_metadata: daemon/metadata.c
 $(BUILD)/tests/test_loop: daemon/loop.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
-$(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c
+$(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c $(LIB_SRCS)
 $(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
-$(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c
+$(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c $(LIB_SRCS)
 $(BUILD)/tests/test_loader: cgroup/cgroup.c metrics/expo.c $(BPF_SKELS) # loader.c, included, needs the skeletons
-$(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c metrics/metrics.c metrics/expo.c
+$(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) $(LIB_SRCS) \
+			      drops/reasons.c metrics/metrics.c metrics/expo.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 
@@ -106,8 +110,8 @@ unit: all $(UNIT_TESTS:%=$(BUILD)/tests/test_%) ## unit tests only
 e2e: all ## end-to-end tests only
 	@tests/run.sh --e2e $(BUILD)
 
-$(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c \
-			  metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
+$(BUILD)/bench_pipeline: bench/bench_pipeline.c daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) \
+			  $(LIB_SRCS) drops/reasons.c metrics/metrics.c metrics/expo.c $(wildcard */*.h) | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 # what meshlens's BPF cost is measured against (bench/cost.sh)

@@ -208,27 +208,6 @@ struct ml_flow_val {
 };
 _Static_assert(sizeof(struct ml_flow_val) == 48, "ml_flow_val ABI size");
 
-#ifndef __BPF__
-/* Label of an ml_*_key l4proto, shared by the drop log and drop metrics. */
-static inline const char *ml_l4proto_name(unsigned int l4proto)
-{
-	switch (l4proto) {
-	case 6:
-		return "tcp";
-	case 17:
-		return "udp";
-	case 1:
-		return "icmp";
-	case 58:
-		return "icmpv6";
-	case 132:
-		return "sctp";
-	default:
-		return "other";
-	}
-}
-#endif
-
 /*
  * Per-CPU array `retrans_counts`: node-wide retransmitted TCP segments, one
  * slot per (family, TCP state): IPv4 states first, then IPv6.

@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "metadata.h"
 #include "privs.h"
+#include "../lib/names.h"
 #include "../metrics/http.h"
 
 #ifndef MESHLENS_VERSION
@@ -161,7 +162,7 @@ static int new_metrics(struct ml_daemon *d, char *err, size_t errlen)
 		.max_series = d->opt.max_series,
 		.series_idle_seconds = d->opt.series_idle_seconds,
 		.ip_pairs = d->opt.ip_pair_metrics,
-		.format_addr = accesslog_format_addr,
+		.format_addr = ml_format_addr,
 	};
 
 	if (d->opt.workload_metrics && d->opt.metadata) {
@@ -211,11 +212,6 @@ static int setup_loop(struct ml_daemon *d)
 	if (!ret && d->http)
 		ret = ml_loop_add(&d->loop, metrics_http_notify_fd(d->http), on_scrape, d);
 	return ret ? ret : ml_watch_metadata(d);
-}
-
-static const char *name_reason(void *ctx, uint32_t value, char *buf, size_t len)
-{
-	return drop_reason_name(ctx, value, buf, len);
 }
 
 /* ---- start ------------------------------------------------------------------ */
@@ -274,8 +270,7 @@ static int start(struct ml_daemon *d, char *err, size_t errlen)
 	if (d->drops_on && ml_dropfeed_init(&d->drops, &d->bpf, &d->reasons, &d->pl, by_workload,
 					    o->max_series, err, errlen))
 		return ml_fail(ML_EXIT_RUNTIME, "", err);
-	if (d->drops_on)
-		accesslog_set_reason_namer(name_reason, &d->reasons);
+	d->pl.reasons = d->drops_on ? &d->reasons : NULL;
 	d->live = (struct ml_live){ .bpf = &d->bpf, .drain = &d->drain };
 	d->scrape = (struct ml_scrape){ .bpf = &d->bpf, .drain = &d->drain,
 					.drops = d->drops_on ? &d->drops : NULL, .http = d->http,

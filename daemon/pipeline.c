@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include "../drops/reasons.h"
 #include "metadata.h"
 #include "pipeline.h"
 
@@ -62,7 +63,7 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	struct ml_pipeline *p = pipeline;
 	const struct tcp_probe_info *r = data;
 	struct accesslog_identity id = { 0 };
-	char line[ACCESSLOG_LINE_MAX];
+	char line[ACCESSLOG_LINE_MAX], rn[64];
 	int len;
 
 	if (size < sizeof(*r) || r->type < ML_REC_CONN_CLOSE || r->type > ML_REC_CONN_LIVE)
@@ -74,9 +75,16 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 		return 0;
 	if (p->md)
 		identify(p->md, r, &id);
-	len = accesslog_format_id(r, &p->clk, p->md ? &id : NULL, line, sizeof(line));
-	if (len < 0 && p->md) /* names too long for a line: the record still goes out */
-		len = accesslog_format(r, &p->clk, line, sizeof(line));
+	/* named only where the line has the key: a lookup per record with drops */
+	if ((r->flags & ML_F_DROPS) && r->drops && p->reasons)
+		id.drop_reason = drop_reason_name(p->reasons, r->last_drop_reason, rn, sizeof(rn));
+	len = accesslog_format_id(r, &p->clk, p->md || id.drop_reason ? &id : NULL, line,
+				  sizeof(line));
+	if (len < 0 && p->md) { /* names too long for a line: the record still goes out */
+		struct accesslog_identity reason_only = { .drop_reason = id.drop_reason };
+
+		len = accesslog_format_id(r, &p->clk, &reason_only, line, sizeof(line));
+	}
 	if (len > 0)
 		accesslog_append(p->sink, line, (size_t)len);
 	return 0;

@@ -14,12 +14,14 @@
 #include "../metrics/metrics.h"
 
 struct ml_metadata;
+struct drop_reasons;
 
 struct ml_pipeline {
 	struct accesslog_sink *sink; /* NULL when the access log is off */
 	struct accesslog_clock clk;  /* synced by the caller once per batch */
 	struct metrics *metrics;
 	struct ml_metadata *md;      /* workload identity; NULL without --metadata */
+	const struct drop_reasons *reasons; /* names last_drop_reason; NULL without --drops */
 	uint64_t records;                       /* records decoded */
 	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
 };

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <bpf/bpf.h>
 
+#include "../lib/names.h"
+
 void drops_name(const struct drop_reasons *r, uint32_t value, struct drop_names *n)
 {
 	const struct drop_reason *dr = drop_reasons_find(r, value);
@@ -150,7 +152,7 @@ void drops_render(int counts_fd, int ncpus, const struct drop_reasons *r, struct
 			rows[n].val.bytes += percpu[c].bytes;
 		}
 		drops_name(r, key.reason, &rows[n].names);
-		rows[n].protocol = key.family ? ml_l4proto_name(key.l4proto) : "other";
+		rows[n].protocol = key.family ? ml_proto_name(key.l4proto) : "other";
 		n++;
 	}
 	if (n > 1) /* qsort_r(NULL, 0, ...) is undefined (glibc declares it nonnull) */

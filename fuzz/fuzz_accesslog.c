@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * libFuzzer target: accesslog/accesslog.c, the hand-written JSON writer.
+ * libFuzzer target: accesslog/format.c, the hand-written JSON writer (and
+ * lib/names.c, the addresses and states it writes).
  *
  * Input layout (zero-padded when short):
  *
@@ -9,9 +10,11 @@
  *   [152, 204)  struct ml_flow_key           -> accesslog_format_drop()
  *   [204, 252)  struct ml_flow_val
  *   [252, ...)  NUL-separated: drop reason, layer, module (raw bytes, at
- *               most 63 each), then the text the reason namer returns for
- *               last_drop_reason (mapped onto [A-Z0-9_], like a BTF name),
- *               then the workload identity for accesslog_format_id():
+ *               most 63 each), then the name the caller gives for
+ *               last_drop_reason (mapped onto [A-Z0-9_], like a BTF name;
+ *               empty = none, "UNKNOWN"; in the identity, or alone in one
+ *               when there is none), then the workload identity for
+ *               accesslog_format_id():
  *               cgroup, src_workload, src_namespace, dst_workload,
  *               dst_namespace, dst_service (raw bytes, at most 63 each;
  *               empty = NULL; no pieces at all = no identity), also given
@@ -42,6 +45,7 @@
 #include <cjson/cJSON.h>
 
 #include "accesslog/accesslog.h"
+#include "lib/names.h"
 
 #define REC_OFF 0
 #define CLK_OFF (REC_OFF + sizeof(struct tcp_probe_info))
@@ -63,7 +67,7 @@ static __attribute__((noreturn)) void die(const char *what, const char *detail)
 	abort();
 }
 
-/* ---- references, written independently of accesslog.c ---- */
+/* ---- references, written independently of format.c and names.c ---- */
 
 /* Length of a well-formed UTF-8 sequence at s (by code point value), else 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
@@ -291,14 +295,6 @@ static void want_name(const cJSON *o, const char *key, const char *raw);
 
 static char namer_text[NAME_MAX_LEN + 1];
 
-static const char *fuzz_namer(void *ctx, uint32_t reason, char *buf, size_t len)
-{
-	(void)ctx;
-	(void)reason;
-	snprintf(buf, len, "%s", namer_text);
-	return buf;
-}
-
 struct rec_ctx {
 	const struct tcp_probe_info *r;
 	const struct accesslog_clock *clk;
@@ -420,12 +416,13 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 	want_num(line, o, "segs_in", r->segs_in);
 	want_num(line, o, "segs_out", r->segs_out);
 	want_num(line, o, "lost", r->lost_out);
-	want_str(o, "state", accesslog_state_name(r->state));
+	want_str(o, "state", ml_tcp_state_name(r->state));
 	want_num(line, o, "sock_cookie", r->sock_cookie);
 	if (r->flags & ML_F_DROPS) {
 		want_num(line, o, "drops", r->drops);
 		if (r->drops)
-			want_str(o, "last_drop_reason", namer_text);
+			want_str(o, "last_drop_reason",
+				 id && id->drop_reason ? id->drop_reason : "UNKNOWN");
 	}
 	for (int i = 0; id && i < N_ID; i++)
 		if (id_value(id, i))
@@ -584,7 +581,7 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 		}
 	}
 	if (v->tcp_state)
-		want_str(o, "tcp_state", accesslog_state_name(v->tcp_state));
+		want_str(o, "tcp_state", ml_tcp_state_name(v->tcp_state));
 	want_num(line, o, "packets", v->packets);
 	want_num(line, o, "bytes", v->bytes);
 	want_num(line, o, "ifindex", k->ifindex);
@@ -678,7 +675,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct accesslog_drop_names names = { reason, layer, module };
 	char idv[N_ID][NAME_MAX_LEN + 1];
 	const char *idp[N_ID];
-	struct accesslog_identity id;
+	struct accesslog_identity id, reason_only;
 	bool has_id;
 	struct tcp_probe_info r;
 	struct accesslog_clock clk;
@@ -700,7 +697,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = next_piece(p, end, namer_text, NAME_MAX_LEN);
 	for (i = 0; namer_text[i]; i++)
 		namer_text[i] = ident[(unsigned char)namer_text[i] % (sizeof(ident) - 1)];
-	accesslog_set_reason_namer(fuzz_namer, NULL);
 	/* identity: pieces that are there and not empty; none there: no identity */
 	has_id = p < end;
 	for (i = 0; i < N_ID; i++) {
@@ -709,9 +705,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p = next_piece(p, end, idv[i], NAME_MAX_LEN);
 		idp[i] = there && idv[i][0] ? idv[i] : NULL;
 	}
-	id = (struct accesslog_identity){ idp[0], idp[1], idp[2], idp[3], idp[4], idp[5] };
+	id = (struct accesslog_identity){ idp[0], idp[1], idp[2], idp[3], idp[4], idp[5],
+					  namer_text[0] ? namer_text : NULL };
+	reason_only = (struct accesslog_identity){ .drop_reason = id.drop_reason };
 
-	check_record(&r, &clk, has_id ? &id : NULL);
+	check_record(&r, &clk, has_id ? &id : &reason_only);
 	check_drop(&k, &v, &names, NULL, &clk);
 	if (has_id)
 		check_drop(&k, &v, &names, &id, &clk);

@@ -34,7 +34,7 @@ CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # target: module sources | libraries | max input length
 declare -A SRCS=(
 	[config]="daemon/options.c"
-	[accesslog]="accesslog/accesslog.c"
+	[accesslog]="accesslog/format.c accesslog/sink.c accesslog/rotate.c lib/names.c"
 	[expo]="metrics/expo.c"
 	[http_parse]=""		# includes metrics/http.c and daemon/options.c itself
 	[http]="metrics/http.c"

@@ -3,7 +3,7 @@
 #include <bpf/bpf.h>
 
 #include "retrans.h"
-#include "../accesslog/accesslog.h"
+#include "../lib/names.h"
 #include "../bpf/probe.h"
 
 /*
@@ -37,7 +37,7 @@ void retrans_render(int fd, int ncpus, struct expo *e)
 		expo_sample_u64(e, name,
 				(const char *const[]){
 					"family", slot < ML_RTX_STATES ? "ipv4" : "ipv6", "state",
-					state >= 1 && state <= 12 ? accesslog_state_name(state) : other,
+					state >= 1 && state <= 12 ? ml_tcp_state_name(state) : other,
 					NULL },
 				sum);
 	}

@@ -32,6 +32,7 @@
 #include <zlib.h>
 
 #include "accesslog/accesslog.h"
+#include "lib/names.h"
 
 
 #define NS 1000000000ULL
@@ -410,9 +411,9 @@ static void test_names(void **state)
 
 	(void)state;
 	for (i = 0; i < 14; i++)
-		assert_string_equal(accesslog_state_name(i), state_names[i]);
-	assert_string_equal(accesslog_state_name(255), "UNKNOWN");
-	assert_string_equal(accesslog_state_name(~0u), "UNKNOWN");
+		assert_string_equal(ml_tcp_state_name(i), state_names[i]);
+	assert_string_equal(ml_tcp_state_name(255), "UNKNOWN");
+	assert_string_equal(ml_tcp_state_name(~0u), "UNKNOWN");
 	for (i = 0; i < 8; i++)
 		assert_string_equal(accesslog_failure_name(i), failure_names[i]);
 	assert_string_equal(accesslog_failure_name(~0u), "unknown");
@@ -590,12 +591,12 @@ static void test_addr_vectors(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
 		set_v6(a, v6[i].in);
-		assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(v6[i].out));
+		assert_int_equal(ml_format_addr(a, buf, sizeof(buf)), strlen(v6[i].out));
 		assert_string_equal(buf, v6[i].out);
 	}
 	for (i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
 		set_v4(a, v4[i]);
-		assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(v4[i]));
+		assert_int_equal(ml_format_addr(a, buf, sizeof(buf)), strlen(v4[i]));
 		assert_string_equal(buf, v4[i]);
 	}
 }
@@ -619,7 +620,7 @@ static void test_addr_matches_inet_ntop(void **state)
 		if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0", 12))
 			continue;
 		ref_addr(a, ref, sizeof(ref));
-		accesslog_format_addr(a, buf, sizeof(buf));
+		ml_format_addr(a, buf, sizeof(buf));
 		assert_string_equal(buf, ref);
 	}
 }
@@ -635,14 +636,14 @@ static void test_ipv4_every_octet(void **state)
 		for (int v = 0; v < 256; v++) {
 			a[pos] = (uint8_t)v;
 			assert_non_null(inet_ntop(AF_INET, a + 12, ref, sizeof(ref)));
-			assert_int_equal(accesslog_format_addr(a, buf, sizeof(buf)), strlen(ref));
+			assert_int_equal(ml_format_addr(a, buf, sizeof(buf)), strlen(ref));
 			assert_string_equal(buf, ref);
 		}
 	}
 	/* too small a buffer for "255.255.255.255": -1 */
 	memset(a + 12, 255, 4);
-	assert_int_equal(accesslog_format_addr(a, buf, 15), -1);
-	assert_int_equal(accesslog_format_addr(a, buf, 16), 15);
+	assert_int_equal(ml_format_addr(a, buf, 15), -1);
+	assert_int_equal(ml_format_addr(a, buf, 16), 15);
 }
 
 /* ---- escaper ---- */
@@ -718,7 +719,7 @@ static int fmt_time(const void *arg, char *buf, size_t len)
 
 static int fmt_addr(const void *arg, char *buf, size_t len)
 {
-	return accesslog_format_addr(arg, buf, len);
+	return ml_format_addr(arg, buf, len);
 }
 
 static int fmt_escape(const void *arg, char *buf, size_t len)
@@ -1875,16 +1876,10 @@ static void test_rotation_resumes_leftover(void **state)
 
 /* ---- drops ---- */
 
-static const char *fake_namer(void *ctx, uint32_t reason, char *buf, size_t len)
-{
-	(void)ctx;
-	snprintf(buf, len, "REASON_%u", reason);
-	return buf;
-}
-
 static void test_drop_keys_on_connection_records(void **state)
 {
 	struct accesslog_clock zero = { 0 };
+	struct accesslog_identity id = { .drop_reason = "REASON_12" };
 	struct tcp_probe_info r = { 0 };
 	char buf[ACCESSLOG_LINE_MAX];
 	cJSON *j;
@@ -1897,8 +1892,7 @@ static void test_drop_keys_on_connection_records(void **state)
 	assert_null(strstr(buf, "drops"));
 	/* on, none dropped: "drops":0 and no reason */
 	r.flags = ML_F_DROPS;
-	accesslog_set_reason_namer(fake_namer, NULL);
-	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	assert_true(accesslog_format_id(&r, &zero, &id, buf, sizeof(buf)) > 0);
 	j = cJSON_Parse(buf);
 	assert_non_null(j);
 	assert_int_equal(cJSON_GetObjectItem(j, "drops")->valuedouble, 0);
@@ -1906,12 +1900,16 @@ static void test_drop_keys_on_connection_records(void **state)
 	cJSON_Delete(j);
 	r.drops = 3;
 	r.last_drop_reason = 12;
-	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	assert_true(accesslog_format_id(&r, &zero, &id, buf, sizeof(buf)) > 0);
 	j = cJSON_Parse(buf);
 	assert_int_equal(cJSON_GetObjectItem(j, "drops")->valuedouble, 3);
 	assert_string_equal(cJSON_GetObjectItem(j, "last_drop_reason")->valuestring, "REASON_12");
 	cJSON_Delete(j);
-	accesslog_set_reason_namer(NULL, NULL);
+	/* the caller named nothing: the key still says a reason was there */
+	assert_true(accesslog_format(&r, &zero, buf, sizeof(buf)) > 0);
+	j = cJSON_Parse(buf);
+	assert_string_equal(cJSON_GetObjectItem(j, "last_drop_reason")->valuestring, "UNKNOWN");
+	cJSON_Delete(j);
 }
 
 static void test_drop_line(void **state)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "accesslog/accesslog.h"
+#include "lib/names.h"
 #include "metrics/expo.h"
 #include "metrics/metrics.h"
 
@@ -106,7 +106,7 @@ static struct metrics *new_metrics(unsigned int max_series, unsigned int idle)
 	struct metrics_config cfg = { .max_series = max_series,
 				      .series_idle_seconds = idle,
 				      .ip_pairs = true,
-				      .format_addr = accesslog_format_addr };
+				      .format_addr = ml_format_addr };
 	struct metrics *m = metrics_new(&cfg);
 
 	assert_non_null(m);
@@ -450,7 +450,7 @@ static struct metrics *new_workload_metrics(unsigned int max_series, unsigned in
 	struct metrics_config cfg = { .max_series = max_series,
 				      .series_idle_seconds = idle,
 				      .ip_pairs = ip_pairs,
-				      .format_addr = accesslog_format_addr,
+				      .format_addr = ml_format_addr,
 				      .identify = identify,
 				      .identify_ctx = &who };
 	struct metrics *m = metrics_new(&cfg);
@@ -668,7 +668,7 @@ static void test_expired_connection_frees_both_sets(void **state)
 /* Both sets off: records are still tracked, nothing is rendered. */
 static void test_both_sets_off(void **state)
 {
-	struct metrics_config cfg = { .max_series = 10, .format_addr = accesslog_format_addr };
+	struct metrics_config cfg = { .max_series = 10, .format_addr = ml_format_addr };
 	struct metrics *m = metrics_new(&cfg);
 	struct tcp_probe_info r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 0, 0);
 	struct metrics_stats st;

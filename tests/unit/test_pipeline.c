@@ -23,6 +23,8 @@
 
 #include "daemon/metadata.h"
 #include "daemon/pipeline.h"
+#include "drops/reasons.h"
+#include "lib/names.h"
 #include "metrics/expo.h"
 
 struct fx {
@@ -47,7 +49,7 @@ static int setup(void **state)
 	struct metrics_config cfg = {
 		.max_series = 100,
 		.ip_pairs = true,
-		.format_addr = accesslog_format_addr,
+		.format_addr = ml_format_addr,
 		.identify = ml_pipeline_names,
 	};
 	char path[160], err[256];
@@ -241,6 +243,49 @@ static void test_only_closes_logged_bad_records_skipped(void **state)
 	free(text);
 }
 
+/*
+ * With drop tracing, the pipeline names a close's last drop reason from
+ * its reasons table (the kernel's BTF in the daemon); without one, or for
+ * a value the table lacks, the name says so. Nothing for no drops.
+ */
+static void test_last_drop_reason_named_by_the_pipeline(void **state)
+{
+	struct fx *f = *state;
+	struct drop_reason v[] = { { .value = 5, .name = "TCP_CSUM" } };
+	struct drop_reasons reasons = { v, 1 };
+	struct tcp_probe_info r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, f->pod_a, 7);
+	char *text;
+
+	r.flags = ML_F_DROPS;
+	ml_pipeline_record(&f->pl, &r, sizeof(r)); /* none dropped */
+	r.drops = 2;
+	r.last_drop_reason = 5;
+	r.sock_cookie = 8;
+	ml_pipeline_record(&f->pl, &r, sizeof(r)); /* no table yet */
+	f->pl.reasons = &reasons;
+	r.sock_cookie = 9;
+	ml_pipeline_record(&f->pl, &r, sizeof(r));
+	r.last_drop_reason = 6;
+	r.sock_cookie = 10;
+	ml_pipeline_record(&f->pl, &r, sizeof(r));
+	text = log_text(f);
+	want_in(text, "\"sock_cookie\":7,\"drops\":0,\"cgroup\"");
+	want_in(text, "\"sock_cookie\":8,\"drops\":2,\"last_drop_reason\":\"UNKNOWN\",\"cgroup\"");
+	want_in(text, "\"sock_cookie\":9,\"drops\":2,\"last_drop_reason\":\"TCP_CSUM\",\"cgroup\"");
+	want_in(text, "\"sock_cookie\":10,\"drops\":2,\"last_drop_reason\":\"UNKNOWN_6\",");
+	free(text);
+	/* without metadata: the reason alone, no names */
+	ml_metadata_free(f->pl.md);
+	f->pl.md = NULL;
+	r.last_drop_reason = 5;
+	r.sock_cookie = 11;
+	ml_pipeline_record(&f->pl, &r, sizeof(r));
+	text = log_text(f);
+	want_in(text, "\"sock_cookie\":11,\"drops\":2,\"last_drop_reason\":\"TCP_CSUM\"}\n");
+	free(text);
+	f->pl.reasons = NULL;
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -249,6 +294,7 @@ int main(void)
 		T(test_inbound_end_and_unknown_cgroup),
 		T(test_failed_before_syn_names_only_destination),
 		T(test_only_closes_logged_bad_records_skipped),
+		T(test_last_drop_reason_named_by_the_pipeline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
