@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "options.h"
+#include "../lib/file.h"
 
 /* A config file is a few hundred bytes; the cap keeps `-c /dev/zero` from eating memory. */
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -498,61 +499,27 @@ int ml_config_parse(struct ml_options *o, const char *json, const char *origin, 
 	return 0;
 }
 
-/*
- * Read the whole file into a NUL-terminated buffer. Reads until EOF rather
- * than trusting st_size, so pipes and /dev/stdin work as config sources.
- */
-static int read_file(const char *path, char **out, char *err, size_t errlen)
+/* The config file, NUL-terminated, or 2 with the reason in err. */
+static int read_config(const char *path, char **out, char *err, size_t errlen)
 {
-	char q[256], *buf = NULL, *nb;
-	size_t len = 0, cap = 0;
-	ssize_t n;
-	int fd, ret = 0;
+	char q[256], why[160], *buf;
+	size_t len;
+	const char *nul;
 
-	quote(q, sizeof(q), path);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, errlen, "config %s: cannot open: %s", q, strerror(errno));
-	for (;;) {
-		if (len + 1 >= cap) {
-			cap = cap ? cap * 2 : 4096;
-			nb = realloc(buf, cap);
-			if (!nb) {
-				ret = fail(err, errlen, "config %s: out of memory", q);
-				goto cleanup;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = fail(err, errlen, "config %s: cannot read: %s", q, strerror(errno));
-			goto cleanup;
-		}
-		if (n == 0)
-			break;
-		len += n;
-		if (len > CONFIG_MAX_BYTES) {
-			ret = fail(err, errlen, "config %s: larger than %d bytes", q,
-				   CONFIG_MAX_BYTES);
-			goto cleanup;
-		}
-	}
-	buf[len] = '\0';
+	buf = ml_read_file(path, CONFIG_MAX_BYTES, &len, why, sizeof(why));
+	if (!buf)
+		return fail(err, errlen, "config %s: %s", quote(q, sizeof(q), path), why);
 	/* the parser would silently stop at an embedded NUL and ignore the rest */
-	if (memchr(buf, '\0', len)) {
-		ret = fail(err, errlen, "config %s: contains a NUL byte at offset %zu", q,
-			   (size_t)((char *)memchr(buf, '\0', len) - buf));
-		goto cleanup;
-	}
-cleanup:
-	close(fd);
-	if (ret)
+	nul = memchr(buf, '\0', len);
+	if (nul) {
+		size_t off = (size_t)(nul - buf);
+
 		free(buf);
-	else
-		*out = buf;
-	return ret;
+		return fail(err, errlen, "config %s: contains a NUL byte at offset %zu",
+			    quote(q, sizeof(q), path), off);
+	}
+	*out = buf;
+	return 0;
 }
 
 int ml_config_load(struct ml_options *o, const char *path, char *err, size_t errlen)
@@ -562,7 +529,7 @@ int ml_config_load(struct ml_options *o, const char *path, char *err, size_t err
 	const char *json;
 	int ret;
 
-	ret = read_file(path, &text, err, errlen);
+	ret = read_config(path, &text, err, errlen);
 	if (ret)
 		return ret;
 	/* editors on some systems write a UTF-8 BOM, which cJSON does not accept */

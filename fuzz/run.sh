@@ -33,10 +33,10 @@ CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 # target: module sources | libraries | max input length
 declare -A SRCS=(
-	[config]="daemon/options.c"
+	[config]="daemon/options.c lib/file.c"
 	[accesslog]="accesslog/accesslog.c"
 	[expo]="metrics/expo.c"
-	[http_parse]=""		# includes metrics/http.c and daemon/options.c itself
+	[http_parse]="lib/file.c"	# includes metrics/http.c and daemon/options.c itself
 	[http]="metrics/http.c"
 )
 declare -A LIBS=(
