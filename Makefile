@@ -28,7 +28,7 @@ endif
 
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c daemon/metadata.c cgroup/cgroup.c accesslog/accesslog.c \
 	       metrics/metrics.c metrics/expo.c metrics/http.c drops/reasons.c drops/drops.c \
-	       drops/diagnose.c drops/byworkload.c lib/table.c lib/file.c
+	       drops/diagnose.c drops/byworkload.c lib/table.c lib/file.c lib/parse.c
 # the core object and one object per optional feature (bpf/maps.h)
 BPF_OBJS    := core failures live drops retrans
 BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
@@ -59,11 +59,11 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toola
 
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
 $(BUILD)/tests/test_accesslog: accesslog/accesslog.c
-$(BUILD)/tests/test_options: daemon/options.c lib/file.c
+$(BUILD)/tests/test_options: daemon/options.c lib/file.c lib/parse.c
 $(BUILD)/tests/test_metadata: daemon/metadata.c lib/file.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
 $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c accesslog/accesslog.c lib/table.c
-$(BUILD)/tests/test_http: metrics/http.c
+$(BUILD)/tests/test_http: metrics/http.c lib/parse.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
 $(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c lib/table.c
@@ -71,6 +71,7 @@ $(BUILD)/tests/test_loader: cgroup/cgroup.c $(BPF_SKELS) # loader.c, included, n
 $(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c accesslog/accesslog.c metrics/metrics.c metrics/expo.c lib/table.c lib/file.c
 $(BUILD)/tests/test_table: lib/table.c
 $(BUILD)/tests/test_file: lib/file.c
+$(BUILD)/tests/test_parse: lib/parse.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 

@@ -25,6 +25,7 @@
 
 #include "options.h"
 #include "../lib/file.h"
+#include "../lib/parse.h"
 
 /* A config file is a few hundred bytes; the cap keeps `-c /dev/zero` from eating memory. */
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -174,48 +175,13 @@ static int list_append(char **list, int *n, const char *val)
 	return 0;
 }
 
-/*
- * "off", or HOST:PORT where HOST is an IPv4 literal, "localhost" or a
- * bracketed IPv6 literal. Host names other than localhost are refused:
- * resolving them would make start-up depend on DNS, and the endpoint must
- * bind to an address the operator chose deliberately.
- */
+/* "off", or HOST:PORT as the listener will bind it (lib/parse.h). */
 static bool metrics_addr_valid(const char *s)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	unsigned char addr[sizeof(struct in6_addr)];
-	const char *colon, *port;
-	size_t hlen;
-	unsigned long p;
+	union ml_sockaddr sa;
+	socklen_t len;
 
-	if (!strcmp(s, "off"))
-		return true;
-	colon = strrchr(s, ':');
-	if (!colon)
-		return false;
-	hlen = colon - s;
-	if (hlen == 0 || hlen >= sizeof(host))
-		return false;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
-
-	port = colon + 1;
-	/* digits only: strtoul would accept " 80", "+80" and "-1" */
-	if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
-		return false;
-	p = strtoul(port, NULL, 10);
-	if (p < 1 || p > 65535)
-		return false;
-
-	if (!strcmp(host, "localhost"))
-		return true;
-	if (host[0] == '[') {
-		if (hlen < 3 || host[hlen - 1] != ']')
-			return false;
-		host[hlen - 1] = '\0';
-		return inet_pton(AF_INET6, host + 1, addr) == 1;
-	}
-	return inet_pton(AF_INET, host, addr) == 1;
+	return !strcmp(s, "off") || !ml_parse_hostport(s, &sa, &len);
 }
 
 /* ---- JSON config ------------------------------------------------------ */

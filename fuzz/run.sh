@@ -33,11 +33,11 @@ CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 # target: module sources | libraries | max input length
 declare -A SRCS=(
-	[config]="daemon/options.c lib/file.c"
+	[config]="daemon/options.c lib/file.c lib/parse.c"
 	[accesslog]="accesslog/accesslog.c"
 	[expo]="metrics/expo.c"
-	[http_parse]="lib/file.c"	# includes metrics/http.c and daemon/options.c itself
-	[http]="metrics/http.c"
+	[http_parse]="lib/file.c lib/parse.c"	# includes metrics/http.c and daemon/options.c itself
+	[http]="metrics/http.c lib/parse.c"
 )
 declare -A LIBS=(
 	[config]="-lcjson"
