@@ -57,10 +57,9 @@ bool ml_table_remove(struct ml_table *t, uint32_t hash, uint32_t slot);
  * bucket, or the empty bucket where the key would be inserted.
  *
  * Inline, with eq a function pointer: every caller passes a static
- * function, which the compiler then inlines into the probe loop. The
- * metrics connection lookup runs once per record; an out-of-line loop with
- * an indirect call per candidate cost more than the hand-written loop it
- * replaced.
+ * function, which the compiler then inlines into the probe loop, so the
+ * metrics connection lookup (once per record) costs what its hand-written
+ * loop did; out of line, every candidate would be an indirect call.
  */
 static inline uint32_t ml_table_find(const struct ml_table *t, uint32_t hash,
 				     bool (*eq)(const void *ctx, uint32_t slot), const void *ctx,
