@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "metadata.h"
+#include "../lib/file.h"
 
 #define MD_FILE_MAX (64u << 20) /* bigger than any sane metadata file */
 #define MD_NAME_MAX 253         /* a DNS subdomain: Kubernetes' longest name */
@@ -214,50 +215,6 @@ static int get_name(const cJSON *o, const char *key, bool required, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t err_len)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t n = 0, cap = 0, got;
-
-	if (!f) {
-		set_err(err, err_len, path, "%s", strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (cap - n < 4096) {
-			char *nb;
-
-			cap = cap ? cap * 2 : 65536;
-			if (cap > MD_FILE_MAX + 65536u) {
-				set_err(err, err_len, path, "larger than %u MiB", MD_FILE_MAX >> 20);
-				goto fail;
-			}
-			nb = realloc(buf, cap);
-			if (!nb) {
-				set_err(err, err_len, path, "%s", strerror(ENOMEM));
-				goto fail;
-			}
-			buf = nb;
-		}
-		got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		set_err(err, err_len, path, "reading: %s", strerror(errno ? errno : EIO));
-		goto fail;
-	}
-	fclose(f);
-	*len = n;
-	return buf;
-fail:
-	fclose(f);
-	free(buf);
-	return NULL;
-}
-
 /* The key of o that is not one of keys[0..n), or NULL. */
 static const char *unknown_key(const cJSON *o, const char *const *keys, size_t n)
 {
@@ -304,12 +261,14 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 	const cJSON *wls, *e, *a, *v;
 	cJSON *root = NULL;
 	size_t len, n_pfx = 0, n_cg = 0, i, j, k;
-	char *text, *name;
+	char *text, *name, why[160];
 	int ret;
 
-	text = read_file(path, &len, err, err_len);
-	if (!text)
+	text = ml_read_file(path, MD_FILE_MAX, &len, why, sizeof(why));
+	if (!text) {
+		set_err(err, err_len, path, "%s", why);
 		return NULL;
+	}
 	root = cJSON_ParseWithLength(text, len);
 	if (!root) {
 		const char *at = cJSON_GetErrorPtr();

@@ -24,6 +24,8 @@
 #include <cjson/cJSON.h>
 
 #include "options.h"
+#include "../lib/file.h"
+#include "../lib/parse.h"
 
 /* A config file is a few hundred bytes; the cap keeps `-c /dev/zero` from eating memory. */
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -173,48 +175,13 @@ static int list_append(char **list, int *n, const char *val)
 	return 0;
 }
 
-/*
- * "off", or HOST:PORT where HOST is an IPv4 literal, "localhost" or a
- * bracketed IPv6 literal. Host names other than localhost are refused:
- * resolving them would make start-up depend on DNS, and the endpoint must
- * bind to an address the operator chose deliberately.
- */
+/* "off", or HOST:PORT as the listener will bind it (lib/parse.h). */
 static bool metrics_addr_valid(const char *s)
 {
-	char host[INET6_ADDRSTRLEN + 2];
-	unsigned char addr[sizeof(struct in6_addr)];
-	const char *colon, *port;
-	size_t hlen;
-	unsigned long p;
+	union ml_sockaddr sa;
+	socklen_t len;
 
-	if (!strcmp(s, "off"))
-		return true;
-	colon = strrchr(s, ':');
-	if (!colon)
-		return false;
-	hlen = colon - s;
-	if (hlen == 0 || hlen >= sizeof(host))
-		return false;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
-
-	port = colon + 1;
-	/* digits only: strtoul would accept " 80", "+80" and "-1" */
-	if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
-		return false;
-	p = strtoul(port, NULL, 10);
-	if (p < 1 || p > 65535)
-		return false;
-
-	if (!strcmp(host, "localhost"))
-		return true;
-	if (host[0] == '[') {
-		if (hlen < 3 || host[hlen - 1] != ']')
-			return false;
-		host[hlen - 1] = '\0';
-		return inet_pton(AF_INET6, host + 1, addr) == 1;
-	}
-	return inet_pton(AF_INET, host, addr) == 1;
+	return !strcmp(s, "off") || !ml_parse_hostport(s, &sa, &len);
 }
 
 /* ---- JSON config ------------------------------------------------------ */
@@ -498,61 +465,27 @@ int ml_config_parse(struct ml_options *o, const char *json, const char *origin, 
 	return 0;
 }
 
-/*
- * Read the whole file into a NUL-terminated buffer. Reads until EOF rather
- * than trusting st_size, so pipes and /dev/stdin work as config sources.
- */
-static int read_file(const char *path, char **out, char *err, size_t errlen)
+/* The config file, NUL-terminated, or 2 with the reason in err. */
+static int read_config(const char *path, char **out, char *err, size_t errlen)
 {
-	char q[256], *buf = NULL, *nb;
-	size_t len = 0, cap = 0;
-	ssize_t n;
-	int fd, ret = 0;
+	char q[256], why[160], *buf;
+	size_t len;
+	const char *nul;
 
-	quote(q, sizeof(q), path);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, errlen, "config %s: cannot open: %s", q, strerror(errno));
-	for (;;) {
-		if (len + 1 >= cap) {
-			cap = cap ? cap * 2 : 4096;
-			nb = realloc(buf, cap);
-			if (!nb) {
-				ret = fail(err, errlen, "config %s: out of memory", q);
-				goto cleanup;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = fail(err, errlen, "config %s: cannot read: %s", q, strerror(errno));
-			goto cleanup;
-		}
-		if (n == 0)
-			break;
-		len += n;
-		if (len > CONFIG_MAX_BYTES) {
-			ret = fail(err, errlen, "config %s: larger than %d bytes", q,
-				   CONFIG_MAX_BYTES);
-			goto cleanup;
-		}
-	}
-	buf[len] = '\0';
+	buf = ml_read_file(path, CONFIG_MAX_BYTES, &len, why, sizeof(why));
+	if (!buf)
+		return fail(err, errlen, "config %s: %s", quote(q, sizeof(q), path), why);
 	/* the parser would silently stop at an embedded NUL and ignore the rest */
-	if (memchr(buf, '\0', len)) {
-		ret = fail(err, errlen, "config %s: contains a NUL byte at offset %zu", q,
-			   (size_t)((char *)memchr(buf, '\0', len) - buf));
-		goto cleanup;
-	}
-cleanup:
-	close(fd);
-	if (ret)
+	nul = memchr(buf, '\0', len);
+	if (nul) {
+		size_t off = (size_t)(nul - buf);
+
 		free(buf);
-	else
-		*out = buf;
-	return ret;
+		return fail(err, errlen, "config %s: contains a NUL byte at offset %zu",
+			    quote(q, sizeof(q), path), off);
+	}
+	*out = buf;
+	return 0;
 }
 
 int ml_config_load(struct ml_options *o, const char *path, char *err, size_t errlen)
@@ -562,7 +495,7 @@ int ml_config_load(struct ml_options *o, const char *path, char *err, size_t err
 	const char *json;
 	int ret;
 
-	ret = read_file(path, &text, err, errlen);
+	ret = read_config(path, &text, err, errlen);
 	if (ret)
 		return ret;
 	/* editors on some systems write a UTF-8 BOM, which cJSON does not accept */

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Per-workload drop counts: a fixed array of series indexed by an
- * open-addressing hash table (no deletion: series live as long as the
- * daemon; the cap bounds them). The "other" series of a full table have
+ * ml_table (lib/table.h; no deletion: series live as long as the daemon;
+ * the cap bounds them). The "other" series of a full table have
  * room of their own: one per (reason, direction) at most.
  */
 #define _GNU_SOURCE /* qsort_r */
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "drops.h"
+#include "../lib/table.h"
 #include "../metrics/metrics.h"
 
 /* "other" series beyond the cap: reasons x directions, generously */
@@ -30,25 +31,20 @@ struct dseries {
 struct drop_wl {
 	uint32_t cap, n, n_other;
 	struct dseries *s;   /* cap + OTHER_ROOM */
-	uint32_t *index;     /* slot + 1, 0 = empty */
-	uint32_t index_mask;
+	struct ml_table index;
 	uint64_t folded;
 };
 
 struct drop_wl *drop_wl_new(unsigned int max_series)
 {
 	struct drop_wl *a = calloc(1, sizeof(*a));
-	uint32_t size = 16;
 
 	if (!a)
 		return NULL;
-	while (size < 2 * ((uint64_t)max_series + OTHER_ROOM))
-		size <<= 1;
 	a->cap = max_series;
 	a->s = calloc((size_t)max_series + OTHER_ROOM, sizeof(*a->s));
-	a->index = calloc(size, sizeof(*a->index));
-	a->index_mask = size - 1;
-	if (!a->s || !a->index) {
+	/* sized for every series: inserting never grows, so never fails */
+	if (!a->s || ml_table_init(&a->index, max_series + OTHER_ROOM)) {
 		drop_wl_free(a);
 		return NULL;
 	}
@@ -62,7 +58,7 @@ void drop_wl_free(struct drop_wl *a)
 	for (uint32_t i = 0; a->s && i < a->n; i++) /* "other" series own no text */
 		free(a->s[i].text);
 	free(a->s);
-	free(a->index);
+	ml_table_free(&a->index);
 	free(a);
 }
 
@@ -75,20 +71,36 @@ static uint64_t key_hash(const char *wl, const char *ns, uint32_t reason, uint8_
 	return h ^ (h >> 33);
 }
 
+struct dkey {
+	const struct dseries *s;
+	uint64_t hash;
+	const char *wl, *ns;
+	uint32_t reason;
+	uint8_t dir;
+	bool other;
+};
+
+static bool dseries_eq(const void *ctx, uint32_t slot)
+{
+	const struct dkey *k = ctx;
+	const struct dseries *s = &k->s[slot];
+
+	return s->hash == k->hash && s->reason == k->reason && s->direction == k->dir &&
+	       s->other == k->other && !strcmp(s->workload, k->wl) && !strcmp(s->namespace, k->ns);
+}
+
 /* The series of a key, or a new one in slot `slot` (NULL: out of memory). */
 static struct dseries *find_or_add(struct drop_wl *a, const char *wl, const char *ns,
 				   uint32_t reason, uint8_t dir, bool other, uint32_t slot)
 {
 	uint64_t h = key_hash(wl, ns, reason, dir);
-	uint32_t i;
+	struct dkey k = { a->s, h, wl, ns, reason, dir, other };
+	uint32_t pos, found;
 	struct dseries *s;
 
-	for (i = (uint32_t)h & a->index_mask; a->index[i]; i = (i + 1) & a->index_mask) {
-		s = &a->s[a->index[i] - 1];
-		if (s->hash == h && s->reason == reason && s->direction == dir &&
-		    s->other == other && !strcmp(s->workload, wl) && !strcmp(s->namespace, ns))
-			return s;
-	}
+	found = ml_table_find(&a->index, (uint32_t)h, dseries_eq, &k, &pos);
+	if (found != ML_TABLE_NONE)
+		return &a->s[found];
 	if (slot == UINT32_MAX)
 		return NULL; /* lookup only */
 	s = &a->s[slot];
@@ -110,7 +122,7 @@ static struct dseries *find_or_add(struct drop_wl *a, const char *wl, const char
 	s->reason = reason;
 	s->direction = dir;
 	s->other = other;
-	a->index[i] = slot + 1;
+	ml_table_insert(&a->index, pos, (uint32_t)h, slot);
 	return s;
 }
 

@@ -11,10 +11,13 @@
  *      gzip decision must match a reference parser written from RFC 9110
  *      section 12.5.3 (qvalue grammar; an element whose weight cannot be
  *      read is ignored; "gzip"/"x-gzip" beats "*"; q=0 refuses);
- *   2. a metrics address: whatever options.c accepts for --metrics-addr
- *      (except "off") parse_addr() must accept too, and to the same
- *      address and port, or the daemon would start with a config it then
- *      cannot bind.
+ *   2. a metrics address: options.c's check of --metrics-addr and the
+ *      listener's bind both read it with ml_parse_hostport() (lib/parse.c);
+ *      it must accept exactly what a reference written from the grammar
+ *      accepts (the check options.c had before the two were one: the last
+ *      ':' splits, PORT 1..65535 in 1-5 digits, HOST "localhost", an
+ *      inet_pton() IPv4 or a bracketed inet_pton() IPv6), to the same
+ *      address and port, and options.c must agree with it.
  */
 #include "metrics/http.c"
 #include "daemon/options.c"
@@ -131,40 +134,71 @@ static void ref_header(const char *v, struct ref *r)
 
 /* ---- metrics address ---- */
 
+/* The grammar, written apart from lib/parse.c: true with want/port filled. */
+static bool ref_addr(const char *a, int *family, unsigned char want[16], unsigned long *port)
+{
+	const char *colon = strrchr(a, ':');
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t hlen, plen;
+
+	if (!colon)
+		return false;
+	hlen = (size_t)(colon - a);
+	plen = strlen(colon + 1);
+	if (!hlen || hlen >= sizeof(host) || !plen || plen > 5 ||
+	    strspn(colon + 1, "0123456789") != plen)
+		return false;
+	*port = strtoul(colon + 1, NULL, 10);
+	if (*port < 1 || *port > 65535)
+		return false;
+	memcpy(host, a, hlen);
+	host[hlen] = '\0';
+	if (!strcmp(host, "localhost")) {
+		*family = AF_INET;
+		return inet_pton(AF_INET, "127.0.0.1", want) == 1;
+	}
+	if (host[0] == '[') {
+		if (hlen < 3 || host[hlen - 1] != ']')
+			return false;
+		host[hlen - 1] = '\0';
+		*family = AF_INET6;
+		return inet_pton(AF_INET6, host + 1, want) == 1;
+	}
+	*family = AF_INET;
+	return inet_pton(AF_INET, host, want) == 1;
+}
+
 static void check_addr(const char *a)
 {
-	union sockaddr_any sa;
+	union ml_sockaddr sa;
 	socklen_t len = 0;
-	const char *why, *colon;
-	unsigned long port;
-	char host[64];
+	const char *why;
+	unsigned long port = 0;
 	unsigned char want[16];
+	int family = 0;
+	bool ok = ref_addr(a, &family, want, &port);
 
-	if (!metrics_addr_valid(a) || !strcmp(a, "off"))
+	if (metrics_addr_valid(a) != (ok || !strcmp(a, "off")))
+		die("options.c and the reference disagree on an address", a);
+	why = ml_parse_hostport(a, &sa, &len);
+	if (!ok) {
+		if (!why)
+			die("lib/parse.c accepts an address the reference refuses", a);
 		return;
-	why = parse_addr(a, &sa, &len);
+	}
 	if (why) {
 		fprintf(stderr, "address '%s': %s\n", a, why);
-		die("an address options.c accepts is refused by http.c", why);
+		die("lib/parse.c refuses an address the reference accepts", why);
 	}
-	colon = strrchr(a, ':');
-	port = strtoul(colon + 1, NULL, 10);
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - a), a);
-	if (host[0] == '[') {
-		host[strlen(host) - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, want) != 1 || sa.sa.sa_family != AF_INET6 ||
-		    len != sizeof(sa.in6) || memcmp(&sa.in6.sin6_addr, want, 16) ||
-		    ntohs(sa.in6.sin6_port) != port)
-			die("http.c reads a different IPv6 address or port", a);
+	if (family == AF_INET6) {
+		if (sa.sa.sa_family != AF_INET6 || len != sizeof(sa.in6) ||
+		    memcmp(&sa.in6.sin6_addr, want, 16) || ntohs(sa.in6.sin6_port) != port)
+			die("lib/parse.c reads a different IPv6 address or port", a);
 		return;
 	}
-	if (!strcmp(host, "localhost"))
-		inet_pton(AF_INET, "127.0.0.1", want);
-	else if (inet_pton(AF_INET, host, want) != 1)
-		die("options.c accepted a host inet_pton refuses", a);
 	if (sa.sa.sa_family != AF_INET || len != sizeof(sa.in) ||
 	    memcmp(&sa.in.sin_addr, want, 4) || ntohs(sa.in.sin_port) != port)
-		die("http.c reads a different IPv4 address or port", a);
+		die("lib/parse.c reads a different IPv4 address or port", a);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

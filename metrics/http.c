@@ -77,6 +77,7 @@
 #include <zlib.h>
 
 #include "http.h"
+#include "../lib/parse.h"
 
 #define SCRAPE_WAIT_SEC 5		/* how long a scrape gives the loop to render */
 #define REQUEST_SEC 10			/* how long a client has to send its request */
@@ -215,12 +216,6 @@ struct metrics_http {
 
 /* What a request's req_cls points to: its headers were seen; it is a scrape, counted in inflight. */
 static char req_seen, req_scrape;
-
-union sockaddr_any {
-	struct sockaddr sa;
-	struct sockaddr_in in;
-	struct sockaddr_in6 in6;
-};
 
 static int64_t now_ns(void)
 {
@@ -830,74 +825,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	pthread_mutex_unlock(&h->log_lock);
 }
 
-/* ---- address ---- */
-
-static int parse_port(const char *s, in_port_t *port)
-{
-	unsigned long v = 0;
-
-	if (!*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		v = v * 10 + (*s - '0');
-		if (v > 65535)
-			return -EINVAL;
-	}
-	if (!v)
-		return -EINVAL;
-	*port = htons(v);
-	return 0;
-}
-
-/* "H:P" with H an IPv4 literal, "localhost" or "[IPv6 literal]"; NULL or what is wrong. */
-static const char *parse_addr(const char *addr, union sockaddr_any *sa, socklen_t *len)
-{
-	bool v6 = addr[0] == '[';
-	char host[INET6_ADDRSTRLEN];
-	const char *hb, *he, *colon;
-	in_port_t port;
-
-	if (v6) {
-		hb = addr + 1;
-		he = strchr(hb, ']');
-		if (!he || he[1] != ':')
-			return "expected [IPv6]:PORT";
-		colon = he + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return "expected HOST:PORT";
-		hb = addr;
-		he = colon;
-	}
-	if (parse_port(colon + 1, &port))
-		return "port must be 1-65535";
-	if ((size_t)(he - hb) >= sizeof(host))
-		return "host too long";
-	memcpy(host, hb, he - hb);
-	host[he - hb] = '\0';
-
-	memset(sa, 0, sizeof(*sa));
-	if (v6) {
-		if (inet_pton(AF_INET6, host, &sa->in6.sin6_addr) != 1)
-			return "not an IPv6 address";
-		sa->in6.sin6_family = AF_INET6;
-		sa->in6.sin6_port = port;
-		*len = sizeof(sa->in6);
-		return NULL;
-	}
-	if (strcmp(host, "localhost") == 0)
-		sa->in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else if (inet_pton(AF_INET, host, &sa->in.sin_addr) != 1)
-		return "host must be an IPv4 address, localhost or [IPv6 address]";
-	sa->in.sin_family = AF_INET;
-	sa->in.sin_port = port;
-	*len = sizeof(sa->in);
-	return NULL;
-}
-
 /* ---- life cycle ---- */
 
 /*
@@ -976,7 +903,7 @@ static int helper_start(struct metrics_http *h)
 struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errlen)
 {
 	struct metrics_http *h;
-	union sockaddr_any sa;
+	union ml_sockaddr sa;
 	pthread_condattr_t ca;
 	sigset_t all, mask;
 	socklen_t salen;
@@ -984,7 +911,7 @@ struct metrics_http *metrics_http_start(const char *addr, char *err, size_t errl
 	unsigned int flags, limit;
 	int fd = -1, one = 1, ret;
 
-	why = parse_addr(addr, &sa, &salen);
+	why = ml_parse_hostport(addr, &sa, &salen);
 	if (why) {
 		snprintf(err, errlen, "metrics address %s: %s", addr, why);
 		return NULL;

@@ -2,14 +2,15 @@
 /*
  * Aggregation. Each set of families is a table: a fixed array of
  * max_series + 2 series (the last two are the overflow series, outbound
- * and inbound) indexed by an open-addressing hash table. Connections are
- * a third hash table: socket cookie -> its series in each set and what
- * was already counted for it. Everything is sized up front or grown by
- * doubling, so the per-record path does not allocate in steady state
- * (a new workload series allocates its label text once).
+ * and inbound) indexed by an ml_table (lib/table.h). Connections are an
+ * array too, indexed by socket cookie: each holds its series in each set
+ * and what was already counted for it. Everything is sized up front or
+ * grown by doubling, so the per-record path does not allocate in steady
+ * state (a new workload series allocates its label text once).
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "metrics.h"
+#include "../lib/table.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #define ADDR_TEXT 48
 #define WL_LABELS 4    /* src_workload, src_namespace, dst_workload, dst_namespace */
 #define NO_SLOT UINT32_MAX /* the set is off */
+#define CONNS_INIT 512     /* tracked connections before the first growth */
 
 struct series {
 	uint64_t opened, closed, failed, sent, received, retrans;
@@ -55,14 +57,13 @@ struct table {
 	struct series *s;       /* cap + 2 */
 	uint32_t *free_slots;   /* stack of unused slots */
 	uint32_t n_free;
-	uint32_t *index;        /* hash table: slot + 1, 0 = empty */
-	uint32_t index_mask;
+	struct ml_table index;  /* the slots of the used series */
 	uint32_t *order;        /* render scratch: sorted slots */
 	uint64_t folded, dropped;
 };
 
 struct conn {
-	uint64_t cookie; /* 0: empty slot (the kernel's cookies start at 1) */
+	uint64_t cookie; /* 0: unused slot (the kernel's cookies start at 1) */
 	uint64_t sent, received;
 	uint32_t slot[METRICS_SETS];
 	uint32_t retrans;
@@ -75,8 +76,10 @@ struct conn {
 struct metrics {
 	struct metrics_config cfg;
 	struct table t[METRICS_SETS];
-	struct conn *conns;
-	uint32_t conns_mask;
+	struct conn *conns;     /* conns_cap */
+	uint32_t *conns_free;   /* stack of unused slots */
+	uint32_t conns_cap, n_free_conns;
+	struct ml_table conn_index;
 	uint32_t n_conns;
 	uint32_t gen; /* live-iterator pass */
 	uint32_t expiry; /* full passes unseen before a connection is forgotten */
@@ -100,30 +103,17 @@ static uint64_t mix64(uint64_t h)
 	return h ^ (h >> 33);
 }
 
-static uint32_t next_pow2(uint64_t n)
-{
-	uint32_t p = 16;
-
-	while (p < n)
-		p <<= 1;
-	return p;
-}
-
 /* ---- tables ---------------------------------------------------------------- */
 
 static int table_init(struct table *t, enum metrics_set set, uint32_t cap)
 {
-	uint32_t idx_size = next_pow2((uint64_t)cap * 2);
-
 	t->set = set;
 	t->on = true;
 	t->cap = cap;
 	t->s = calloc((size_t)cap + 2, sizeof(*t->s));
 	t->free_slots = calloc(cap, sizeof(*t->free_slots));
 	t->order = calloc((size_t)cap + 2, sizeof(*t->order));
-	t->index = calloc(idx_size, sizeof(*t->index));
-	t->index_mask = idx_size - 1;
-	if (!t->s || !t->free_slots || !t->order || !t->index)
+	if (!t->s || !t->free_slots || !t->order || ml_table_init(&t->index, cap))
 		return -ENOMEM;
 	/* pop order: slot 0 first */
 	for (uint32_t i = 0; i < cap; i++)
@@ -153,7 +143,32 @@ static void table_free(struct table *t)
 	free(t->s);
 	free(t->free_slots);
 	free(t->order);
-	free(t->index);
+	ml_table_free(&t->index);
+}
+
+/* Room for cap connections: the new slots go on the free stack. */
+static int conns_grow(struct metrics *m, uint32_t cap)
+{
+	struct conn *nc;
+	uint32_t *nf;
+
+	if (!cap || cap < m->conns_cap)
+		return -ENOMEM; /* 2^32 connections: cannot happen */
+	nc = realloc(m->conns, (size_t)cap * sizeof(*nc));
+	if (!nc)
+		return -ENOMEM;
+	m->conns = nc;
+	nf = realloc(m->conns_free, (size_t)cap * sizeof(*nf));
+	if (!nf)
+		return -ENOMEM; /* the larger conns array is kept, unused past conns_cap */
+	m->conns_free = nf;
+	/* pop order: the lowest new slot first */
+	for (uint32_t i = cap; i > m->conns_cap; i--) {
+		m->conns[i - 1].cookie = 0;
+		m->conns_free[m->n_free_conns++] = i - 1;
+	}
+	m->conns_cap = cap;
+	return 0;
 }
 
 struct metrics *metrics_new(const struct metrics_config *cfg)
@@ -171,9 +186,7 @@ struct metrics *metrics_new(const struct metrics_config *cfg)
 			return NULL;
 		}
 	}
-	m->conns = calloc(1024, sizeof(*m->conns));
-	m->conns_mask = 1023;
-	if (!m->conns) {
+	if (ml_table_init(&m->conn_index, CONNS_INIT) || conns_grow(m, CONNS_INIT)) {
 		metrics_free(m);
 		return NULL;
 	}
@@ -187,6 +200,8 @@ void metrics_free(struct metrics *m)
 	for (int k = 0; k < METRICS_SETS; k++)
 		table_free(&m->t[k]);
 	free(m->conns);
+	free(m->conns_free);
+	ml_table_free(&m->conn_index);
 	free(m);
 }
 
@@ -290,43 +305,42 @@ static int series_init(struct metrics *m, const struct table *t, struct series *
 	return 0;
 }
 
+struct series_key {
+	const struct table *t;
+	const struct probe *p;
+};
+
+static bool series_eq(const void *ctx, uint32_t slot)
+{
+	const struct series_key *k = ctx;
+
+	return series_is(k->t, &k->t->s[slot], k->p);
+}
+
 /* The series of r in t, created if new, or the overflow series. */
 static uint32_t table_slot(struct metrics *m, struct table *t, const struct tcp_probe_info *r)
 {
 	struct probe p;
-	uint32_t i, slot;
+	struct series_key k = { t, &p };
+	uint32_t pos, slot;
 
 	probe_of(m, t->set, r, &p);
-	for (i = (uint32_t)p.hash & t->index_mask; t->index[i]; i = (i + 1) & t->index_mask) {
-		slot = t->index[i] - 1;
-		if (series_is(t, &t->s[slot], &p))
-			return slot;
-	}
+	slot = ml_table_find(&t->index, (uint32_t)p.hash, series_eq, &k, &pos);
+	if (slot != ML_TABLE_NONE)
+		return slot;
+	/* the index is sized for every series (table_init()): inserting cannot fail */
 	if (!t->n_free || series_init(m, t, &t->s[t->free_slots[t->n_free - 1]], &p)) {
 		t->folded++;
 		return t->cap + (p.direction == ML_DIR_INBOUND);
 	}
 	slot = t->free_slots[--t->n_free];
-	t->index[i] = slot + 1;
+	ml_table_insert(&t->index, pos, (uint32_t)p.hash, slot);
 	return slot;
 }
 
-/* Backward-shift deletion keeps linear probing correct without tombstones. */
 static void table_drop(struct table *t, uint32_t slot)
 {
-	uint32_t i = (uint32_t)t->s[slot].hash & t->index_mask, j, home;
-
-	while (t->index[i] != slot + 1)
-		i = (i + 1) & t->index_mask;
-	for (j = (i + 1) & t->index_mask; t->index[j]; j = (j + 1) & t->index_mask) {
-		home = (uint32_t)t->s[t->index[j] - 1].hash & t->index_mask;
-		/* move j into the hole at i unless its home lies in (i, j] */
-		if (((j - home) & t->index_mask) >= ((j - i) & t->index_mask)) {
-			t->index[i] = t->index[j];
-			i = j;
-		}
-	}
-	t->index[i] = 0;
+	ml_table_remove(&t->index, (uint32_t)t->s[slot].hash, slot);
 	t->free_slots[t->n_free++] = slot;
 	if (t->set == METRICS_WORKLOAD) {
 		free(t->s[slot].wl.text);
@@ -338,49 +352,49 @@ static void table_drop(struct table *t, uint32_t slot)
 
 /* ---- connections -------------------------------------------------------- */
 
+static uint32_t cookie_hash(uint64_t cookie)
+{
+	return (uint32_t)mix64(cookie);
+}
+
+struct conn_key {
+	const struct conn *conns;
+	uint64_t cookie;
+};
+
+static bool conn_eq(const void *ctx, uint32_t slot)
+{
+	const struct conn_key *k = ctx;
+
+	return k->conns[slot].cookie == k->cookie;
+}
+
+/* The connection of cookie, or NULL; *pos is for conn_add() or conn_del(). */
 static struct conn *conn_find(struct metrics *m, uint64_t cookie, uint32_t *pos)
 {
-	uint32_t i;
+	struct conn_key k = { m->conns, cookie };
+	uint32_t slot;
 
-	for (i = (uint32_t)mix64(cookie) & m->conns_mask; m->conns[i].cookie;
-	     i = (i + 1) & m->conns_mask)
-		if (m->conns[i].cookie == cookie)
-			return &m->conns[i];
-	*pos = i;
-	return NULL;
+	slot = ml_table_find(&m->conn_index, cookie_hash(cookie), conn_eq, &k, pos);
+	return slot == ML_TABLE_NONE ? NULL : &m->conns[slot];
 }
 
-static int conns_resize(struct metrics *m, uint32_t size)
-{
-	struct conn *old = m->conns, *nc = calloc(size, sizeof(*nc));
-	uint32_t old_size = m->conns_mask + 1, pos;
-
-	if (!nc)
-		return -ENOMEM;
-	m->conns = nc;
-	m->conns_mask = size - 1;
-	for (uint32_t i = 0; i < old_size; i++) {
-		if (!old[i].cookie)
-			continue;
-		conn_find(m, old[i].cookie, &pos);
-		m->conns[pos] = old[i];
-	}
-	free(old);
-	return 0;
-}
-
-/* Start tracking a connection; NULL when memory ran out (it is then
- * counted at its close only, as a connection never seen open). */
-static struct conn *conn_add(struct metrics *m, uint64_t cookie,
+/* Start tracking a connection at pos, where conn_find() did not find it;
+ * NULL when memory ran out (it is then counted at its close only, as a
+ * connection never seen open). */
+static struct conn *conn_add(struct metrics *m, uint64_t cookie, uint32_t pos,
 			     const uint32_t slot[METRICS_SETS])
 {
 	struct conn *c;
-	uint32_t pos;
+	uint32_t cs;
 
-	if ((m->n_conns + 1) * 2 > m->conns_mask + 1 && conns_resize(m, (m->conns_mask + 1) * 2))
+	if (!m->n_free_conns && conns_grow(m, m->conns_cap * 2))
 		return NULL;
-	conn_find(m, cookie, &pos);
-	c = &m->conns[pos];
+	cs = m->conns_free[m->n_free_conns - 1];
+	if (ml_table_insert(&m->conn_index, pos, cookie_hash(cookie), cs))
+		return NULL;
+	m->n_free_conns--;
+	c = &m->conns[cs];
 	memset(c, 0, sizeof(*c));
 	c->cookie = cookie;
 	memcpy(c->slot, slot, sizeof(c->slot));
@@ -392,22 +406,21 @@ static struct conn *conn_add(struct metrics *m, uint64_t cookie,
 	return c;
 }
 
-static void conn_del(struct metrics *m, struct conn *c)
+/* pos: c's bucket from conn_find(), or NO_SLOT to look it up */
+static void conn_del(struct metrics *m, struct conn *c, uint32_t pos)
 {
-	uint32_t i = (uint32_t)(c - m->conns), j, home;
+	uint32_t cs = (uint32_t)(c - m->conns);
 
 	for (int k = 0; k < METRICS_SETS; k++)
 		if (c->slot[k] != NO_SLOT)
 			m->t[k].s[c->slot[k]].live--;
 	m->n_conns--;
-	for (j = (i + 1) & m->conns_mask; m->conns[j].cookie; j = (j + 1) & m->conns_mask) {
-		home = (uint32_t)mix64(m->conns[j].cookie) & m->conns_mask;
-		if (((j - home) & m->conns_mask) >= ((j - i) & m->conns_mask)) {
-			m->conns[i] = m->conns[j];
-			i = j;
-		}
-	}
-	m->conns[i].cookie = 0;
+	if (pos == NO_SLOT)
+		ml_table_remove(&m->conn_index, cookie_hash(c->cookie), cs);
+	else
+		ml_table_del(&m->conn_index, pos);
+	c->cookie = 0;
+	m->conns_free[m->n_free_conns++] = cs;
 }
 
 /* What one record adds to its series. */
@@ -454,7 +467,7 @@ static void live_raw(struct metrics *m, struct conn *c, const struct tcp_probe_i
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 {
 	struct conn *c = NULL, none = { 0 };
-	uint32_t pos, slot[METRICS_SETS];
+	uint32_t pos = NO_SLOT, slot[METRICS_SETS];
 	struct delta d = { 0 };
 
 	/* failed attempts were never tracked; cookie 0 cannot be (empty slot) */
@@ -473,7 +486,7 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 		for (int k = 0; k < METRICS_SETS; k++)
 			slot[k] = m->t[k].on ? table_slot(m, &m->t[k], r) : NO_SLOT;
 		if (trackable && r->type != ML_REC_CONN_CLOSE)
-			c = conn_add(m, r->sock_cookie, slot);
+			c = conn_add(m, r->sock_cookie, pos, slot);
 		/* opened once: now if tracked from here on, else at its close */
 		d.opened = r->type == ML_REC_CONN_CLOSE ||
 			   (c && (r->type == ML_REC_CONN_OPEN || r->type == ML_REC_CONN_LIVE));
@@ -502,7 +515,7 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	}
 	add_delta(m, slot, r->close_ns, &d);
 	if (r->type == ML_REC_CONN_CLOSE && c)
-		conn_del(m, c);
+		conn_del(m, c, pos);
 }
 
 static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint64_t now_ns,
@@ -547,11 +560,10 @@ void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full)
 	uint64_t idle_ns = (uint64_t)m->cfg.series_idle_seconds * 1000000000ULL;
 
 	/* A connection unseen by `expiry` full passes lost its close record
-	 * (ringbuf full): forget it, so its series can go idle. conn_del()
-	 * shifts a later entry into the hole, so look at the same slot again. */
-	for (uint32_t i = 0; full && i <= m->conns_mask; i++) {
-		while (m->conns[i].cookie && m->conns[i].seen_gen + m->expiry <= m->gen) {
-			conn_del(m, &m->conns[i]);
+	 * (ringbuf full): forget it, so its series can go idle. */
+	for (uint32_t i = 0; full && i < m->conns_cap; i++) {
+		if (m->conns[i].cookie && m->conns[i].seen_gen + m->expiry <= m->gen) {
+			conn_del(m, &m->conns[i], NO_SLOT);
 			m->expired++;
 		}
 	}

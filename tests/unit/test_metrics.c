@@ -666,6 +666,59 @@ static void test_expired_connection_frees_both_sets(void **state)
 }
 
 /* Both sets off: records are still tracked, nothing is rendered. */
+/*
+ * Thousands of tracked connections: the connection array and its index
+ * grow past their first size, expiry removes half of them out of the
+ * middle of probe chains, and every survivor is still found by its close
+ * (closed counted once each, opened never again).
+ */
+static void test_many_connections_grow_and_expire(void **state)
+{
+	const uint64_t n = 5000;
+	struct metrics *m = new_metrics(100, 0);
+	struct metrics_stats st;
+	struct tcp_probe_info r;
+	const char *lbl = "direction=\"outbound\",src_ip=\"10.0.0.7\",dst_ip=\"10.0.0.1\","
+			  "dst_port=\"80\"";
+
+	(void)state;
+	for (uint64_t c = 1; c <= n; c++) {
+		r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 7, 80, c, 0, 0);
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, n);
+	/* two full passes that see only the even cookies */
+	for (int pass = 0; pass < 2; pass++) {
+		metrics_live_begin(m, true);
+		for (uint64_t c = 2; c <= n; c += 2) {
+			r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 7, 80, c, 10, 0);
+			metrics_record(m, &r);
+		}
+		metrics_live_end(m, 1000, true);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, n / 2);
+	assert_int_equal(st.expired, n / 2);
+	for (uint64_t c = 2; c <= n; c += 2) {
+		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 7, 80, c, 15, 0);
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, 0);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_opened_total", lbl), n);
+	assert_int_equal(sample(m, "meshlens_tcp_connections_closed_total", lbl), n / 2);
+	assert_int_equal(sample(m, "meshlens_tcp_sent_bytes_total", lbl), 15 * n / 2);
+	/* the freed slots are taken again */
+	for (uint64_t c = n + 1; c <= 2 * n; c++) {
+		r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 7, 80, c, 0, 0);
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.connections, n);
+	metrics_free(m);
+}
+
 static void test_both_sets_off(void **state)
 {
 	struct metrics_config cfg = { .max_series = 10, .format_addr = ml_format_addr };
@@ -711,6 +764,7 @@ int main(void)
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
 		cmocka_unit_test(test_idle_drops_keep_the_rest_findable),
 		cmocka_unit_test(test_expired_connection_frees_both_sets),
+		cmocka_unit_test(test_many_connections_grow_and_expire),
 		cmocka_unit_test(test_both_sets_off),
 	};
 
