@@ -27,7 +27,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # the common library (lib/) and the access log's three parts
-LIB_SRCS       := lib/names.c lib/table.c lib/file.c lib/parse.c
+LIB_SRCS       := lib/names.c lib/table.c lib/file.c lib/parse.c lib/util.c
 ACCESSLOG_SRCS := accesslog/format.c accesslog/sink.c accesslog/rotate.c
 DAEMON_SRCS := daemon/main.c daemon/options.c daemon/loader.c daemon/pipeline.c daemon/ring.c \
 	       daemon/metadata.c daemon/loop.c daemon/drain.c daemon/live.c daemon/dropfeed.c \
@@ -63,23 +63,20 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toola
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
-$(BUILD)/tests/test_accesslog: $(ACCESSLOG_SRCS) $(LIB_SRCS)
-$(BUILD)/tests/test_options: daemon/options.c $(LIB_SRCS)
-$(BUILD)/tests/test_metadata: daemon/metadata.c $(LIB_SRCS)
+$(BUILD)/tests/test_accesslog: $(ACCESSLOG_SRCS)
+$(BUILD)/tests/test_options: daemon/options.c
+$(BUILD)/tests/test_metadata: daemon/metadata.c
 $(BUILD)/tests/test_loop: daemon/loop.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
-$(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c $(LIB_SRCS)
-$(BUILD)/tests/test_http: metrics/http.c $(LIB_SRCS)
+$(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c
+$(BUILD)/tests/test_http: metrics/http.c
 $(BUILD)/tests/test_reasons: drops/reasons.c
 $(BUILD)/tests/test_diagnose: drops/diagnose.c metrics/expo.c
-$(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c $(LIB_SRCS)
+$(BUILD)/tests/test_byworkload: drops/byworkload.c drops/drops.c drops/reasons.c metrics/expo.c
 $(BUILD)/tests/test_loader: cgroup/cgroup.c metrics/expo.c $(BPF_SKELS) # loader.c, included, needs the skeletons
-$(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) $(LIB_SRCS) \
+$(BUILD)/tests/test_pipeline: daemon/pipeline.c daemon/metadata.c $(ACCESSLOG_SRCS) \
 			      drops/reasons.c metrics/metrics.c metrics/expo.c
-$(BUILD)/tests/test_table: lib/table.c
-$(BUILD)/tests/test_file: lib/file.c
-$(BUILD)/tests/test_parse: lib/parse.c
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard */*.h) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_SRCS) $(wildcard */*.h) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.c,$(filter-out $<,$^)) -lcmocka $(LDLIBS)
 
 # run and test install what is missing first, in a sub-make of their own, so

@@ -342,7 +342,7 @@ void accesslog_rotate_before_batch(struct accesslog_sink *s, size_t len)
 		return;
 	if (stat(s->path, &at) || at.st_dev != st.st_dev || at.st_ino != st.st_ino)
 		return;
-	now = accesslog_now_ns();
+	now = ml_mono_ns();
 	if (now < s->rotate_retry_ns)
 		return;
 	err = rotate(s);

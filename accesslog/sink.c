@@ -131,7 +131,7 @@ static int reopen_now(struct accesslog_sink *s);
 /* While the file cannot be reopened: a new attempt a second, a word a minute. */
 static int retry_reopen(struct accesslog_sink *s)
 {
-	int64_t now = accesslog_now_ns();
+	int64_t now = ml_mono_ns();
 
 	if (now >= s->reopen_retry_ns) {
 		s->reopen_retry_ns = now + REOPEN_RETRY_NS;
@@ -271,7 +271,7 @@ int accesslog_reopen(struct accesslog_sink *s)
 		s->fd = -1;
 		s->lost_at_fail = s->lost;
 	}
-	s->reopen_retry_ns = accesslog_now_ns() + REOPEN_RETRY_NS;
+	s->reopen_retry_ns = ml_mono_ns() + REOPEN_RETRY_NS;
 	s->reopen_said_ns = s->reopen_retry_ns + REOPEN_SAY_NS; /* the caller says it now */
 	return s->reopen_err;
 }

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "sink.h"
+#include "../lib/util.h"
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -49,14 +50,6 @@ struct accesslog_sink {
 	int64_t rotate_retry_ns;	 /* CLOCK_MONOTONIC: no new attempt before this */
 	struct accesslog_gz gz;
 };
-
-static inline int64_t accesslog_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * (int64_t)NSEC_PER_SEC + ts.tv_nsec;
-}
 
 /*
  * sink.c: open path for appending (missing parent directories created),

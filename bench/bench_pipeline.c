@@ -6,7 +6,7 @@
  * function the daemon's ringbuf callback is, with the real sink (a file,
  * flushed every 1000 records like the daemon's drain batches, the clock
  * re-synced per batch like drain() does) and the real metrics aggregation
- * (metrics_new() with ml_format_addr, default max_series); with
+ * (metrics_new() with the default max_series); with
  * --metadata FILE, workload names in the lines and the workload families too.
  *
  * The mix: per connection one OPEN and one CLOSE record for each of its two
@@ -259,7 +259,6 @@ int main(int argc, char **argv)
 		.max_series = 10000, /* the daemon's default */
 		.series_idle_seconds = 3600,
 		.ip_pairs = true,
-		.format_addr = ml_format_addr,
 	};
 	struct metrics_stats st;
 	int64_t spent = 0, flushing = 0, t0, f0;

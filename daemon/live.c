@@ -10,14 +10,7 @@
 #include "live.h"
 #include "loader.h"
 #include "pipeline.h"
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
+#include "../lib/util.h"
 
 /* Room for 64 more records at least; false when memory is out. */
 static bool reserve(struct ml_live *lv, size_t have)
@@ -74,7 +67,7 @@ bool ml_live_refresh(struct ml_live *lv)
 		ml_drain_run(lv->drain);
 	}
 	close(fd);
-	metrics_live_end(pl->metrics, mono_ns(), full);
+	metrics_live_end(pl->metrics, (uint64_t)ml_mono_ns(), full);
 	return full;
 }
 

@@ -28,7 +28,7 @@
 #include "../cgroup/cgroup.h"
 #include "../metrics/expo.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "../lib/util.h"
 #define ML_ERR_TMP 512
 
 /* ---- libbpf's messages ----------------------------------------------------- */

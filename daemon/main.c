@@ -162,7 +162,6 @@ static int new_metrics(struct ml_daemon *d, char *err, size_t errlen)
 		.max_series = d->opt.max_series,
 		.series_idle_seconds = d->opt.series_idle_seconds,
 		.ip_pairs = d->opt.ip_pair_metrics,
-		.format_addr = ml_format_addr,
 	};
 
 	if (d->opt.workload_metrics && d->opt.metadata) {

@@ -28,6 +28,7 @@
 
 #include "metadata.h"
 #include "../lib/file.h"
+#include "../lib/util.h"
 
 #define MD_FILE_MAX (64u << 20) /* bigger than any sane metadata file */
 #define MD_NAME_MAX 253         /* a DNS subdomain: Kubernetes' longest name */
@@ -75,20 +76,6 @@ struct ml_metadata {
 	size_t n_ids;
 	int64_t scanned_at; /* monotonic ns of the last tree walk */
 };
-
-/* ---- errors ----------------------------------------------------------------- */
-
-static void set_err(char *err, size_t len, const char *path, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (err && len)
-		snprintf(err, len, "%s: %s", path, msg);
-}
 
 /* ---- table ------------------------------------------------------------------ */
 
@@ -266,7 +253,7 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 
 	text = ml_read_file(path, MD_FILE_MAX, &len, why, sizeof(why));
 	if (!text) {
-		set_err(err, err_len, path, "%s", why);
+		ml_err(err, err_len, -EINVAL, "%s: %s", path, why);
 		return NULL;
 	}
 	root = cJSON_ParseWithLength(text, len);
@@ -277,17 +264,17 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 
 		for (i = 0; i < off; i++)
 			line += text[i] == '\n';
-		set_err(err, err_len, path, "not valid JSON (line %zu, byte %zu)", line, off);
+		ml_err(err, err_len, -EINVAL, "%s: not valid JSON (line %zu, byte %zu)", path, line, off);
 		goto fail;
 	}
 	wls = cJSON_GetObjectItemCaseSensitive(root, "workloads");
 	if (!cJSON_IsObject(root) || !cJSON_IsArray(wls)) {
-		set_err(err, err_len, path, "expected an object {\"workloads\": [...]}");
+		ml_err(err, err_len, -EINVAL, "%s: expected an object {\"workloads\": [...]}", path);
 		goto fail;
 	}
 	/* a misspelt key would silently leave names out: refused, as in the config */
 	if ((bad = unknown_key(root, top_keys, 1))) {
-		set_err(err, err_len, path, "unknown key \"%s\"", bad);
+		ml_err(err, err_len, -EINVAL, "%s: unknown key \"%s\"", path, bad);
 		goto fail;
 	}
 	/* count first, so the tables are allocated once */
@@ -304,7 +291,7 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		t->cg = calloc(n_cg + 1, sizeof(*t->cg));
 	}
 	if (!t || !t->wl || !t->pfx || !t->cg) {
-		set_err(err, err_len, path, "%s", strerror(ENOMEM));
+		ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
 		goto fail;
 	}
 	i = 0;
@@ -315,30 +302,30 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 
 		t->n_wl = i + 1;
 		if (!cJSON_IsObject(e)) {
-			set_err(err, err_len, path, "workloads[%zu]: not an object", i);
+			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu]: not an object", path, i);
 			goto fail;
 		}
 		if ((bad = unknown_key(e, wl_keys, sizeof(wl_keys) / sizeof(wl_keys[0])))) {
-			set_err(err, err_len, path, "workloads[%zu]: unknown key \"%s\"", i, bad);
+			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu]: unknown key \"%s\"", path, i, bad);
 			goto fail;
 		}
 		for (k = 0; k < 4; k++) {
 			ret = get_name(e, keys[k], k == 0, &name);
 			*fields[k] = name;
 			if (ret == -ENOMEM) {
-				set_err(err, err_len, path, "%s", strerror(ENOMEM));
+				ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
 				goto fail;
 			}
 			if (ret) {
-				set_err(err, err_len, path,
-					"workloads[%zu].\"%s\": %s a string of 1 to %d bytes", i,
+				ml_err(err, err_len, -EINVAL,
+					"%s: workloads[%zu].\"%s\": %s a string of 1 to %d bytes", path, i,
 					keys[k], k == 0 ? "missing or not" : "not", MD_NAME_MAX);
 				goto fail;
 			}
 		}
 		a = cJSON_GetObjectItemCaseSensitive(e, "ips");
 		if (a && !cJSON_IsArray(a)) {
-			set_err(err, err_len, path, "workloads[%zu].\"ips\": not an array", i);
+			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu].\"ips\": not an array", path, i);
 			goto fail;
 		}
 		j = 0;
@@ -346,8 +333,8 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 			struct md_prefix *p = &t->pfx[t->n_pfx];
 
 			if (!cJSON_IsString(v) || !parse_prefix(v->valuestring, p)) {
-				set_err(err, err_len, path,
-					"workloads[%zu].\"ips\"[%zu]: %s%s%s is not an IP address or CIDR",
+				ml_err(err, err_len, -EINVAL,
+					"%s: workloads[%zu].\"ips\"[%zu]: %s%s%s is not an IP address or CIDR", path,
 					i, j, cJSON_IsString(v) ? "\"" : "",
 					cJSON_IsString(v) ? v->valuestring : "value",
 					cJSON_IsString(v) ? "\"" : "");
@@ -359,7 +346,7 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 		}
 		a = cJSON_GetObjectItemCaseSensitive(e, "cgroups");
 		if (a && !cJSON_IsArray(a)) {
-			set_err(err, err_len, path, "workloads[%zu].\"cgroups\": not an array", i);
+			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu].\"cgroups\": not an array", path, i);
 			goto fail;
 		}
 		j = 0;
@@ -369,8 +356,8 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 			size_t n;
 
 			if (!cJSON_IsString(v) || strlen(v->valuestring) >= PATH_MAX) {
-				set_err(err, err_len, path,
-					"workloads[%zu].\"cgroups\"[%zu]: not a cgroup path string",
+				ml_err(err, err_len, -EINVAL,
+					"%s: workloads[%zu].\"cgroups\"[%zu]: not a cgroup path string", path,
 					i, j);
 				goto fail;
 			}
@@ -382,7 +369,7 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 				n--;
 			c->path = strndup(s, n);
 			if (!c->path) {
-				set_err(err, err_len, path, "%s", strerror(ENOMEM));
+				ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
 				goto fail;
 			}
 			c->len = n;
@@ -504,18 +491,10 @@ static void ids_free(struct md_cgid *ids, size_t n)
 	free(ids);
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Walk the tree; the old cache stays if the walk runs out of memory. */
 static void rescan(struct ml_metadata *md)
 {
-	md->scanned_at = mono_ns();
+	md->scanned_at = ml_mono_ns();
 	memset(&scan, 0, sizeof(scan));
 	scan.root_len = strlen(md->cg_root);
 	nftw(md->cg_root, scan_one, 32, FTW_PHYS | FTW_MOUNT);
@@ -541,7 +520,7 @@ const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id)
 {
 	const struct md_cgid *c = find_id(md, cgroup_id);
 
-	if (!c && cgroup_id && mono_ns() - md->scanned_at >= MD_RESCAN_NS) {
+	if (!c && cgroup_id && ml_mono_ns() - md->scanned_at >= MD_RESCAN_NS) {
 		rescan(md);
 		c = find_id(md, cgroup_id);
 	}
@@ -630,7 +609,7 @@ struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, 
 	size_t n;
 
 	if (!md || !(md->path = strdup(path)) || !(md->cg_root = strdup(cgroup_root))) {
-		set_err(err, err_len, path, "%s", strerror(ENOMEM));
+		ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
 		ml_metadata_free(md);
 		return NULL;
 	}
@@ -651,7 +630,7 @@ int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len)
 	struct md_table *t = table_load(md->path, err, err_len);
 
 	if (!t)
-		return -1;
+		return -EINVAL;
 	table_free(md->t);
 	md->t = t;
 	return 0;

@@ -34,7 +34,7 @@ struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, 
 
 /*
  * Parse the file again and swap the table in only if it parsed: on
- * failure (-1, "<path>: <problem>" in err) the previous table stays.
+ * failure (-EINVAL, "<path>: <problem>" in err) the previous table stays.
  */
 int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len);
 

@@ -26,6 +26,7 @@
 #include "options.h"
 #include "../lib/file.h"
 #include "../lib/parse.h"
+#include "../lib/util.h"
 
 /* A config file is a few hundred bytes; the cap keeps `-c /dev/zero` from eating memory. */
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -35,21 +36,6 @@
 
 #define METRICS_ADDR_EXPECTED \
 	"expected HOST:PORT or 'off' (HOST an IPv4 address, 'localhost' or [IPv6]; PORT 1..65535)"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return 2;
-}
 
 /*
  * Copy user input for quoting in a message: control characters would
@@ -396,7 +382,7 @@ static int cfg_apply(struct ml_options *o, const char *json, const char *origin,
 
 	quote(qo, sizeof(qo), origin ? origin : "(inline)");
 	if (json[strspn(json, " \t\r\n")] == '\0')
-		return fail(err, errlen, "config %s: empty, expected a JSON object", qo);
+		return ml_err(err, errlen, -EINVAL, "config %s: empty, expected a JSON object", qo);
 
 	root = cJSON_ParseWithOpts(json, NULL, true);
 	if (!root) {
@@ -405,13 +391,13 @@ static int cfg_apply(struct ml_options *o, const char *json, const char *origin,
 		int line, col;
 
 		if (!pos || pos < json || pos > json + strlen(json))
-			return fail(err, errlen, "config %s: invalid JSON", qo);
+			return ml_err(err, errlen, -EINVAL, "config %s: invalid JSON", qo);
 		line_col(json, pos, &line, &col);
-		return fail(err, errlen, "config %s: invalid JSON at line %d, column %d", qo, line,
+		return ml_err(err, errlen, -EINVAL, "config %s: invalid JSON at line %d, column %d", qo, line,
 			    col);
 	}
 	if (!cJSON_IsObject(root)) {
-		ret = fail(err, errlen,
+		ret = ml_err(err, errlen, -EINVAL,
 			   "config %s: expected a JSON object at the top level, got %s", qo,
 			   describe(root, msg, sizeof(msg)));
 		goto cleanup;
@@ -422,24 +408,24 @@ static int cfg_apply(struct ml_options *o, const char *json, const char *origin,
 			if (!strcmp(item->string, cfg_keys[i].name))
 				break;
 		if (i == N_CFG_KEYS) {
-			ret = fail(err, errlen, "config %s: unknown key '%s'", qo,
+			ret = ml_err(err, errlen, -EINVAL, "config %s: unknown key '%s'", qo,
 				   quote(qk, sizeof(qk), item->string));
 			goto cleanup;
 		}
 		/* cJSON keeps duplicates and lookups return the first: refuse the ambiguity */
 		if (seen & (1u << i)) {
-			ret = fail(err, errlen, "config %s: key '%s' appears more than once", qo,
+			ret = ml_err(err, errlen, -EINVAL, "config %s: key '%s' appears more than once", qo,
 				   cfg_keys[i].name);
 			goto cleanup;
 		}
 		seen |= 1u << i;
 		r = cfg_apply_key(o, &cfg_keys[i], item, msg, sizeof(msg));
 		if (r == -ENOMEM) {
-			ret = fail(err, errlen, "config %s: out of memory", qo);
+			ret = ml_err(err, errlen, -ENOMEM, "config %s: out of memory", qo);
 			goto cleanup;
 		}
 		if (r) {
-			ret = fail(err, errlen, "config %s: %s", qo, msg);
+			ret = ml_err(err, errlen, -EINVAL, "config %s: %s", qo, msg);
 			goto cleanup;
 		}
 	}
@@ -455,7 +441,7 @@ int ml_config_parse(struct ml_options *o, const char *json, const char *origin, 
 	int ret;
 
 	if (opts_copy(&tmp, o))
-		return fail(err, errlen, "config: out of memory");
+		return ml_err(err, errlen, -ENOMEM, "config: out of memory");
 	ret = cfg_apply(&tmp, json, origin, err, errlen);
 	if (ret) {
 		ml_options_free(&tmp);
@@ -474,14 +460,14 @@ static int read_config(const char *path, char **out, char *err, size_t errlen)
 
 	buf = ml_read_file(path, CONFIG_MAX_BYTES, &len, why, sizeof(why));
 	if (!buf)
-		return fail(err, errlen, "config %s: %s", quote(q, sizeof(q), path), why);
+		return ml_err(err, errlen, -EINVAL, "config %s: %s", quote(q, sizeof(q), path), why);
 	/* the parser would silently stop at an embedded NUL and ignore the rest */
 	nul = memchr(buf, '\0', len);
 	if (nul) {
 		size_t off = (size_t)(nul - buf);
 
 		free(buf);
-		return fail(err, errlen, "config %s: contains a NUL byte at offset %zu",
+		return ml_err(err, errlen, -EINVAL, "config %s: contains a NUL byte at offset %zu",
 			    quote(q, sizeof(q), path), off);
 	}
 	*out = buf;
@@ -503,12 +489,12 @@ int ml_config_load(struct ml_options *o, const char *path, char *err, size_t err
 
 	if (opts_copy(&tmp, o)) {
 		free(text);
-		return fail(err, errlen, "config: out of memory");
+		return ml_err(err, errlen, -ENOMEM, "config: out of memory");
 	}
 	ret = cfg_apply(&tmp, json, path, err, errlen);
 	/* remember the file, so SIGHUP can reload it */
 	if (!ret && set_str(&tmp.config_path, path))
-		ret = fail(err, errlen, "config: out of memory");
+		ret = ml_err(err, errlen, -ENOMEM, "config: out of memory");
 	free(text);
 	if (ret) {
 		ml_options_free(&tmp);
@@ -631,11 +617,11 @@ static int bad_option(const char *arg, char *err, size_t errlen)
 
 	/* a known option can only land here as --flag=value */
 	if (optopt && flag)
-		return fail(err, errlen, "option '--%s' takes no value", flag);
+		return ml_err(err, errlen, -EINVAL, "option '--%s' takes no value", flag);
 	if (optopt) {
 		char s[3] = { '-', (char)optopt, '\0' };
 
-		return fail(err, errlen, "unknown option '%s'", quote(q, sizeof(q), s));
+		return ml_err(err, errlen, -EINVAL, "unknown option '%s'", quote(q, sizeof(q), s));
 	}
 	/* glibc has stepped past the unknown long option: it is argv[optind - 1] */
 	quote(name, sizeof(name), arg);
@@ -645,8 +631,8 @@ static int bad_option(const char *arg, char *err, size_t errlen)
 		for (const struct option *p = long_opts; p->name; p++)
 			matches += !strncmp(p->name, name + 2, len - 2);
 	if (matches > 1)
-		return fail(err, errlen, "option '%s' is ambiguous", name);
-	return fail(err, errlen, "unknown option '%s'", name);
+		return ml_err(err, errlen, -EINVAL, "option '%s' is ambiguous", name);
+	return ml_err(err, errlen, -EINVAL, "unknown option '%s'", name);
 }
 
 /* First occurrence on the command line replaces the config's list; later ones append. */
@@ -657,16 +643,16 @@ static int cli_list(char **list, int *n, bool *seen, int cap, int val, char *err
 		*seen = true;
 	}
 	if (*n >= cap)
-		return fail(err, errlen, "option '--%s': more than %d given", long_name(val), cap);
+		return ml_err(err, errlen, -EINVAL, "option '--%s': more than %d given", long_name(val), cap);
 	if (list_append(list, n, optarg))
-		return fail(err, errlen, "out of memory");
+		return ml_err(err, errlen, -ENOMEM, "out of memory");
 	return 0;
 }
 
 static int cli_str(char **slot, char *err, size_t errlen)
 {
 	if (set_str(slot, optarg))
-		return fail(err, errlen, "out of memory");
+		return ml_err(err, errlen, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -694,9 +680,9 @@ static int apply_args(struct ml_options *o, int argc, char **argv, char *err, si
 		if (c == '?')
 			return bad_option(argv[optind - 1], err, errlen);
 		if (c == ':')
-			return fail(err, errlen, "option '--%s' needs a value", long_name(optopt));
+			return ml_err(err, errlen, -EINVAL, "option '--%s' needs a value", long_name(optopt));
 		if (optarg && !optarg[0])
-			return fail(err, errlen, "option '--%s': empty value", long_name(c));
+			return ml_err(err, errlen, -EINVAL, "option '--%s': empty value", long_name(c));
 
 		ret = 0;
 		switch (c) {
@@ -715,7 +701,7 @@ static int apply_args(struct ml_options *o, int argc, char **argv, char *err, si
 			break;
 		case 'm':
 			if (!metrics_addr_valid(optarg))
-				return fail(err, errlen, "--metrics-addr '%s': %s",
+				return ml_err(err, errlen, -EINVAL, "--metrics-addr '%s': %s",
 					    quote(q, sizeof(q), optarg), METRICS_ADDR_EXPECTED);
 			ret = cli_str(&o->metrics_addr, err, errlen);
 			break;
@@ -762,7 +748,7 @@ static int apply_args(struct ml_options *o, int argc, char **argv, char *err, si
 			return ret;
 	}
 	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s' (meshlens takes no arguments)",
+		return ml_err(err, errlen, -EINVAL, "unexpected argument '%s' (meshlens takes no arguments)",
 			    quote(q, sizeof(q), argv[optind]));
 	return 0;
 }
@@ -774,14 +760,14 @@ int ml_options_parse(struct ml_options *o, int argc, char **argv, char *err, siz
 	int ret;
 
 	if (opts_copy(&tmp, o))
-		return fail(err, errlen, "out of memory");
+		return ml_err(err, errlen, -ENOMEM, "out of memory");
 	/* our messages, not getopt's */
 	opterr = 0;
 
 	/* the file is the base layer: load it before any option is applied on top */
 	config = find_config(argc, argv);
 	if (config && !config[0])
-		ret = fail(err, errlen, "option '--config': empty value");
+		ret = ml_err(err, errlen, -EINVAL, "option '--config': empty value");
 	else if (config)
 		ret = ml_config_load(&tmp, config, err, errlen);
 	else

@@ -4,7 +4,7 @@
  *
  * Precedence: built-in defaults < config file (-c) < command-line options.
  * Errors are returned as one line of text naming the option or the config
- * key (and file) at fault; the caller prints it and exits 2.
+ * key (and file) at fault, with -EINVAL (lib/util.h); main prints it and exits 2.
  */
 #ifndef MESHLENS_OPTIONS_H
 #define MESHLENS_OPTIONS_H
@@ -62,11 +62,11 @@ void ml_options_init(struct ml_options *o);
 /*
  * Parse argv (getopt_long, options exactly as DESIGN.md "Command line").
  * Loads the config file first when -c is given, then applies the command
- * line on top. Returns 0, or 2 with a one-line message in err.
+ * line on top. Returns 0, or -EINVAL (-ENOMEM) with a one-line message in err.
  */
 int ml_options_parse(struct ml_options *o, int argc, char **argv, char *err, size_t errlen);
 
-/* Apply a JSON config file onto o. Returns 0, or 2 with a message in err. */
+/* Apply a JSON config file onto o. Returns 0, or -EINVAL (-ENOMEM) with a message in err. */
 int ml_config_load(struct ml_options *o, const char *path, char *err, size_t errlen);
 
 /* Apply a JSON config given as text (what ml_config_load reads). */

@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "metadata.h"
+#include "../lib/util.h"
 
 /*
  * What a reload says: at most one line a second (a writer replacing the
@@ -23,17 +24,9 @@
  */
 #define ML_RELOAD_SAY_NS 1000000000LL
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void ml_reload_say_held(struct ml_daemon *d)
 {
-	if (!d->reload_held || mono_ns() - d->reload_said_ns < ML_RELOAD_SAY_NS)
+	if (!d->reload_held || ml_mono_ns() - d->reload_said_ns < ML_RELOAD_SAY_NS)
 		return;
 	if (d->reload_held > 1)
 		fprintf(stderr, "meshlens: %s (the last of %u reloads in a second)\n",
@@ -41,7 +34,7 @@ void ml_reload_say_held(struct ml_daemon *d)
 	else
 		fprintf(stderr, "meshlens: %s\n", d->reload_text);
 	d->reload_held = 0;
-	d->reload_said_ns = mono_ns();
+	d->reload_said_ns = ml_mono_ns();
 }
 
 void ml_reload_metadata(struct ml_daemon *d)

@@ -12,18 +12,11 @@
 #include "../drops/byworkload.h"
 #include "../metrics/http.h"
 #include "../metrics/retrans.h"
+#include "../lib/util.h"
 
 #ifndef MESHLENS_VERSION
 #define MESHLENS_VERSION "0.1.0-dev"
 #endif
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The aggregations' own gauges and counters, by set of families. */
 static void render_series_stats(struct ml_scrape *s, struct expo *e)
@@ -103,7 +96,7 @@ static void render_records(struct ml_scrape *s, struct expo *e)
 
 void ml_scrape(struct ml_scrape *s)
 {
-	int64_t t0 = mono_ns();
+	int64_t t0 = ml_mono_ns();
 	struct expo *e = &s->expo;
 	char *body;
 
@@ -122,7 +115,7 @@ void ml_scrape(struct ml_scrape *s)
 	expo_family(e, "meshlens_scrape_duration_seconds", "gauge",
 		    "Time spent rendering this scrape.");
 	expo_sample_f64(e, "meshlens_scrape_duration_seconds", NULL,
-			(double)(mono_ns() - t0) / 1e9);
+			(double)(ml_mono_ns() - t0) / 1e9);
 	if (e->oom || !(body = malloc(e->len ? e->len : 1))) {
 		fprintf(stderr, "meshlens: out of memory rendering metrics\n");
 		return;

@@ -42,7 +42,7 @@
 #define MAX_LISTENERS 50
 #define MAX_NICS 256
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "../lib/util.h"
 
 /* ---- tables: what is read, where it drops, what to do about it ----------- */
 

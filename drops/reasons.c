@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <bpf/btf.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "../lib/util.h"
 
 /*
  * SKB_DROP_REASON_SUBSYS_SHIFT is a #define, so BTF does not carry it; the
@@ -200,17 +200,6 @@ struct subsys {
 	const char *module;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Appends to what buf already holds, truncating at len. */
 static void append(char *buf, size_t len, const char *fmt, ...)
 {
@@ -320,7 +309,7 @@ static int load_core(const struct btf *btf, const struct btf_type *t, struct rea
 			continue;
 		if (!strcmp(name, CORE_PREFIX "SUBSYS_MASK")) {
 			if (value != SUBSYS_MASK) {
-				set_err(err, errlen,
+				ml_err(err, errlen, -EINVAL,
 					"enum skb_drop_reason: SUBSYS_MASK is 0x%" PRIx32
 					", expected 0x%" PRIx32 ": unknown reason layout",
 					value, (uint32_t)SUBSYS_MASK);
@@ -503,7 +492,7 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 	btf = btf_path ? btf__parse(btf_path, NULL) : btf__load_vmlinux_btf();
 	if (!btf) {
 		ret = errno ? -errno : -ENOENT;
-		set_err(err, errlen, "reading BTF %s: %s", where, strerror(-ret));
+		ml_err(err, errlen, -EINVAL, "reading BTF %s: %s", where, strerror(-ret));
 		return ret;
 	}
 	t = find_enum(btf, "skb_drop_reason");
@@ -517,7 +506,7 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 		if (!ret)
 			ret = finish(&drops, &nondrops, &n);
 		if (ret) {
-			set_err(err, errlen, "loading drop reasons: %s", strerror(-ret));
+			ml_err(err, errlen, -EINVAL, "loading drop reasons: %s", strerror(-ret));
 			goto cleanup;
 		}
 		r->v = drops.v;
@@ -537,7 +526,7 @@ int drop_reasons_load(struct drop_reasons *r, const char *btf_path, char *err, s
 	if (!ret)
 		ret = finish(&drops, &nondrops, &n);
 	if (ret) {
-		set_err(err, errlen, "loading drop reasons from %s: %s", where, strerror(-ret));
+		ml_err(err, errlen, -EINVAL, "loading drop reasons from %s: %s", where, strerror(-ret));
 		goto cleanup;
 	}
 	r->v = drops.v;
@@ -675,7 +664,7 @@ static void unknown_point(const char *opt, const char *point, char *err, size_t 
 	const char *mods[MAX_MODULES];
 	size_t n = known_modules(mods);
 
-	set_err(err, errlen, "%s '%s': unknown drop point; valid layers:", opt, point);
+	ml_err(err, errlen, -EINVAL, "%s '%s': unknown drop point; valid layers:", opt, point);
 	for (size_t i = 0; i < ARRAY_SIZE(layers); i++)
 		append(err, errlen, " %s", layers[i]);
 	append(err, errlen, "; modules:");

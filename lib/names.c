@@ -102,15 +102,15 @@ const char *ml_tcp_state_name(unsigned int state)
 const char *ml_proto_name(unsigned int l4proto)
 {
 	switch (l4proto) {
-	case 6:
+	case IPPROTO_TCP:
 		return "tcp";
-	case 17:
+	case IPPROTO_UDP:
 		return "udp";
-	case 1:
+	case IPPROTO_ICMP:
 		return "icmp";
-	case 58:
+	case IPPROTO_ICMPV6:
 		return "icmpv6";
-	case 132:
+	case IPPROTO_SCTP:
 		return "sctp";
 	default:
 		return "other";

@@ -78,6 +78,7 @@
 
 #include "http.h"
 #include "../lib/parse.h"
+#include "../lib/util.h"
 
 #define SCRAPE_WAIT_SEC 5		/* how long a scrape gives the loop to render */
 #define REQUEST_SEC 10			/* how long a client has to send its request */
@@ -216,14 +217,6 @@ struct metrics_http {
 
 /* What a request's req_cls points to: its headers were seen; it is a scrape, counted in inflight. */
 static char req_seen, req_scrape;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NSEC + ts.tv_nsec;
-}
 
 static struct client *first_client(struct link *list)
 {
@@ -401,7 +394,7 @@ static void client_arm(struct metrics_http *h, struct client *cl, enum client_st
 		       struct link *list, int span)
 {
 	cl->state = state;
-	cl->deadline = now_ns() + span * NSEC;
+	cl->deadline = ml_mono_ns() + span * NSEC;
 	link_del(&cl->link);
 	link_add_tail(list, &cl->link);
 	if (cl->deadline < h->helper_at)
@@ -488,7 +481,7 @@ static void *helper_main(void *arg)
 
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
-		int64_t next = expire(h, now_ns());
+		int64_t next = expire(h, ml_mono_ns());
 		struct timespec ts;
 
 		if (h->quit)

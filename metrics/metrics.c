@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "metrics.h"
+#include "../lib/names.h"
 #include "../lib/table.h"
 
 #include <errno.h>
@@ -272,7 +273,7 @@ static void format_port(char *buf, uint16_t port)
 }
 
 /* Fill a new series' key and label text; -ENOMEM leaves it unused. */
-static int series_init(struct metrics *m, const struct table *t, struct series *s,
+static int series_init(const struct table *t, struct series *s,
 		       const struct probe *p)
 {
 	memset(s, 0, sizeof(*s));
@@ -280,9 +281,9 @@ static int series_init(struct metrics *m, const struct table *t, struct series *
 		memcpy(s->ip.src, p->r->src_addr, ML_ADDR_LEN);
 		memcpy(s->ip.dst, p->r->dst_addr, ML_ADDR_LEN);
 		s->ip.port = p->r->dst_port;
-		if (m->cfg.format_addr(s->ip.src, s->ip.src_text, ADDR_TEXT) < 0)
+		if (ml_format_addr(s->ip.src, s->ip.src_text, ADDR_TEXT) < 0)
 			strcpy(s->ip.src_text, "invalid");
-		if (m->cfg.format_addr(s->ip.dst, s->ip.dst_text, ADDR_TEXT) < 0)
+		if (ml_format_addr(s->ip.dst, s->ip.dst_text, ADDR_TEXT) < 0)
 			strcpy(s->ip.dst_text, "invalid");
 		format_port(s->ip.port_text, s->ip.port);
 	} else {
@@ -329,7 +330,7 @@ static uint32_t table_slot(struct metrics *m, struct table *t, const struct tcp_
 	if (slot != ML_TABLE_NONE)
 		return slot;
 	/* the index is sized for every series (table_init()): inserting cannot fail */
-	if (!t->n_free || series_init(m, t, &t->s[t->free_slots[t->n_free - 1]], &p)) {
+	if (!t->n_free || series_init(t, &t->s[t->free_slots[t->n_free - 1]], &p)) {
 		t->folded++;
 		return t->cap + (p.direction == ML_DIR_INBOUND);
 	}

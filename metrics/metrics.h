@@ -62,9 +62,6 @@ struct metrics_config {
 	unsigned int max_series;          /* cap on series, per set */
 	unsigned int series_idle_seconds; /* drop series idle this long; 0 = never */
 	bool ip_pairs;                    /* the IP-pair set */
-	/* address -> label text; the daemon passes the access log's formatter
-	 * so labels and log lines spell addresses alike */
-	int (*format_addr)(const uint8_t addr[ML_ADDR_LEN], char *buf, size_t len);
 	/* the workload set, when set: names of r's ends (r's first record) */
 	void (*identify)(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out);
 	void *identify_ctx;

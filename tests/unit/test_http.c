@@ -34,7 +34,7 @@
 
 #include "metrics/http.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "lib/util.h"
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define FILLER_LINES 200	/* makes bodies worth compressing */
 #define MAX_HEADERS 32

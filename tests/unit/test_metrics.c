@@ -105,8 +105,7 @@ static struct metrics *new_metrics(unsigned int max_series, unsigned int idle)
 {
 	struct metrics_config cfg = { .max_series = max_series,
 				      .series_idle_seconds = idle,
-				      .ip_pairs = true,
-				      .format_addr = ml_format_addr };
+				      .ip_pairs = true };
 	struct metrics *m = metrics_new(&cfg);
 
 	assert_non_null(m);
@@ -450,7 +449,6 @@ static struct metrics *new_workload_metrics(unsigned int max_series, unsigned in
 	struct metrics_config cfg = { .max_series = max_series,
 				      .series_idle_seconds = idle,
 				      .ip_pairs = ip_pairs,
-				      .format_addr = ml_format_addr,
 				      .identify = identify,
 				      .identify_ctx = &who };
 	struct metrics *m = metrics_new(&cfg);
@@ -721,7 +719,7 @@ static void test_many_connections_grow_and_expire(void **state)
 
 static void test_both_sets_off(void **state)
 {
-	struct metrics_config cfg = { .max_series = 10, .format_addr = ml_format_addr };
+	struct metrics_config cfg = { .max_series = 10 };
 	struct metrics *m = metrics_new(&cfg);
 	struct tcp_probe_info r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 7, 0, 0);
 	struct metrics_stats st;

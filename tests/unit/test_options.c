@@ -79,15 +79,15 @@ static char *tmp_file(struct fx *fx, const char *text)
 	return tmp_file_len(fx, text, strlen(text));
 }
 
-/* ret is 2 and err is one line containing every given substring. */
+/* ret is -EINVAL and err is one line containing every given substring. */
 static void check_err(int ret, ...)
 {
 	const char *s;
 	va_list ap;
 
-	if (ret != 2 || !err[0] || strchr(err, '\n'))
+	if (ret != -EINVAL || !err[0] || strchr(err, '\n'))
 		print_error("ret %d, message '%s'\n", ret, err);
-	assert_int_equal(ret, 2);
+	assert_int_equal(ret, -EINVAL);
 	assert_true(err[0]);
 	assert_null(strchr(err, '\n'));
 	va_start(ap, ret);

@@ -49,7 +49,6 @@ static int setup(void **state)
 	struct metrics_config cfg = {
 		.max_series = 100,
 		.ip_pairs = true,
-		.format_addr = ml_format_addr,
 		.identify = ml_pipeline_names,
 	};
 	char path[160], err[256];
