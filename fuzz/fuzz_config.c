@@ -25,6 +25,7 @@
  * options.c; keep the two tables in step.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,8 +118,8 @@ static void check_error(int ret, const char *err, const struct ml_options *o)
 	struct ml_options fresh;
 	const char *d;
 
-	if (ret != 2)
-		die("return value is neither 0 nor 2", NULL);
+	if (ret != -EINVAL && ret != -ENOMEM)
+		die("return value is neither 0 nor -EINVAL (-ENOMEM)", NULL);
 	if (!err[0])
 		die("error without a message", NULL);
 	if (strlen(err) >= ML_ERR_LEN - 1)

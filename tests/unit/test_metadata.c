@@ -7,6 +7,7 @@
  * stands in for the cgroup v2 root.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -241,7 +242,7 @@ static void test_reload(void **state)
 	assert_int_equal(ml_metadata_reload(f->md, f->err, sizeof(f->err)), 0);
 	assert_string_equal(who(f, "10.0.0.1"), "new");
 	write_file(f, "{\"workloads\":[{\"ips\":[\"10.0.0.x\"],\"workload\":\"bad\"}]}");
-	assert_int_equal(ml_metadata_reload(f->md, f->err, sizeof(f->err)), -1);
+	assert_int_equal(ml_metadata_reload(f->md, f->err, sizeof(f->err)), -EINVAL);
 	assert_non_null(strstr(f->err, "10.0.0.x"));
 	assert_string_equal(who(f, "10.0.0.1"), "new");
 	assert_string_equal(ml_metadata_path(f->md), f->file);
