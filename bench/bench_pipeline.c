@@ -343,7 +343,11 @@ int main(int argc, char **argv)
 			todo = (size_t)(want - done);
 		t0 = now_ns();
 		for (size_t i = 0; i < todo; i++) {
-			ml_pipeline_record(&pl, &t[i], sizeof(t[i]));
+			/* as the daemon's drain does: a record of a cgroup the
+			 * cache lacks waits for one walk, then goes on */
+			if (ml_pipeline_record(&pl, &t[i], sizeof(t[i])) == ML_PIPELINE_AGAIN &&
+			    ml_pipeline_unstall(&pl))
+				ml_pipeline_record(&pl, &t[i], sizeof(t[i]));
 			if (++done % FLUSH_EVERY == 0) {
 				int64_t f0 = now_ns();
 

@@ -62,7 +62,9 @@ int ml_drain_run(struct ml_drain *dr)
 			accesslog_flush(dr->pl->sink);
 		ml_ring_commit(&dr->ring);
 		total += n;
-	} while (n == ML_DRAIN_BATCH);
+		/* stopped before a record of a cgroup made since the last walk:
+		 * walk now, between batches, and go on with it named */
+	} while (n == ML_DRAIN_BATCH || ml_pipeline_unstall(dr->pl));
 	report_losses(dr);
 	return total;
 }

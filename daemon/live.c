@@ -59,7 +59,9 @@ bool ml_live_refresh(struct ml_live *lv)
 		size_t whole = have - have % rec;
 
 		for (size_t off = 0; off < whole; off += rec)
-			ml_pipeline_record(pl, lv->buf + off, rec);
+			if (ml_pipeline_record(pl, lv->buf + off, rec) == ML_PIPELINE_AGAIN &&
+			    ml_pipeline_unstall(pl))
+				ml_pipeline_record(pl, lv->buf + off, rec);
 		memmove(lv->buf, lv->buf + whole, have - whole);
 		have -= whole;
 		/* a long pass must not let the ringbuf fill up behind it; closes

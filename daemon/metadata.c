@@ -75,6 +75,8 @@ struct ml_metadata {
 	struct md_cgid *ids;
 	size_t n_ids;
 	int64_t scanned_at; /* monotonic ns of the last tree walk */
+	const struct md_cgid *last; /* the last id found: a record asks more than once */
+	uint64_t last_miss;         /* the last id not found since the walk (0: none) */
 };
 
 /* ---- table ------------------------------------------------------------------ */
@@ -507,24 +509,43 @@ static void rescan(struct ml_metadata *md)
 	ids_free(md->ids, md->n_ids);
 	md->ids = scan.ids;
 	md->n_ids = scan.n;
+	md->last = NULL;
+	md->last_miss = 0;
 }
 
-static const struct md_cgid *find_id(const struct ml_metadata *md, uint64_t id)
+static const struct md_cgid *find_id(struct ml_metadata *md, uint64_t id)
 {
 	const struct md_cgid key = { .id = id };
+	const struct md_cgid *c;
 
-	return md->n_ids ? bsearch(&key, md->ids, md->n_ids, sizeof(key), cmp_cgid) : NULL;
+	if (md->last && md->last->id == id)
+		return md->last;
+	if (id == md->last_miss)
+		return NULL;
+	c = md->n_ids ? bsearch(&key, md->ids, md->n_ids, sizeof(key), cmp_cgid) : NULL;
+	if (c)
+		md->last = c;
+	else
+		md->last_miss = id;
+	return c;
 }
 
 const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id)
 {
 	const struct md_cgid *c = find_id(md, cgroup_id);
 
-	if (!c && cgroup_id && ml_mono_ns() - md->scanned_at >= MD_RESCAN_NS) {
-		rescan(md);
-		c = find_id(md, cgroup_id);
-	}
 	return c ? c->rel : NULL;
+}
+
+bool ml_metadata_cgroup_unknown(struct ml_metadata *md, uint64_t cgroup_id)
+{
+	return cgroup_id && !find_id(md, cgroup_id) &&
+	       ml_mono_ns() - md->scanned_at >= MD_RESCAN_NS;
+}
+
+void ml_metadata_rescan(struct ml_metadata *md)
+{
+	rescan(md);
 }
 
 /* ---- lookups ---------------------------------------------------------------- */
@@ -633,6 +654,7 @@ int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len)
 		return -EINVAL;
 	table_free(md->t);
 	md->t = t;
+	rescan(md); /* the file may name cgroups made since */
 	return 0;
 }
 

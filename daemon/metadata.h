@@ -5,13 +5,15 @@
  * and IPv6 CIDRs and exact IPs, and cgroup id -> cgroup path (relative to
  * the cgroup v2 root) -> workload by the path or its nearest named ancestor.
  *
- * Lookups do not allocate. A cgroup id not in the id -> path cache
- * rescans the cgroup tree, at most once per second. Not thread-safe: the
- * daemon's loop is the only user.
+ * Lookups do not allocate and never walk the cgroup tree: the id -> path
+ * cache is filled at open, at each reload and by ml_metadata_rescan(),
+ * which the daemon calls between records, not in the record path
+ * (pipeline.h). Not thread-safe: the daemon's loop is the only user.
  */
 #ifndef MESHLENS_METADATA_H
 #define MESHLENS_METADATA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,12 +51,18 @@ const char *ml_metadata_warning(const struct ml_metadata *md);
 const struct ml_workload *ml_metadata_by_addr(const struct ml_metadata *md,
 					      const uint8_t addr[16]);
 
-/*
- * Path of cgroup id relative to the root ("" for the root itself), or NULL
- * when unknown even after a rescan (or a rescan was done less than a
- * second ago).
- */
+/* Path of cgroup id relative to the root ("" for the root itself), or NULL
+ * when the cache does not know it. */
 const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id);
+
+/*
+ * Whether cgroup id (not 0) is not in the cache and a rescan may find it:
+ * the last walk was a second ago or more (a cgroup made since, a new pod).
+ */
+bool ml_metadata_cgroup_unknown(struct ml_metadata *md, uint64_t cgroup_id);
+
+/* Walk the cgroup tree again (the old cache stays if memory runs out). */
+void ml_metadata_rescan(struct ml_metadata *md);
 
 /* Workload named for cgroup path rel or its nearest ancestor; NULL if none. */
 const struct ml_workload *ml_metadata_by_cgroup(const struct ml_metadata *md, const char *rel);

@@ -68,6 +68,10 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 
 	if (size < sizeof(*r) || r->type < ML_REC_CONN_CLOSE || r->type > ML_REC_CONN_LIVE)
 		return 0;
+	if (p->md && ml_metadata_cgroup_unknown(p->md, r->cgroup_id)) {
+		p->stalled = true;
+		return ML_PIPELINE_AGAIN;
+	}
 	p->records++;
 	p->by_type[r->type]++;
 	metrics_record(p->metrics, r);
@@ -88,4 +92,13 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	if (len > 0)
 		accesslog_append(p->sink, line, (size_t)len);
 	return 0;
+}
+
+bool ml_pipeline_unstall(struct ml_pipeline *p)
+{
+	if (!p->stalled)
+		return false;
+	p->stalled = false;
+	ml_metadata_rescan(p->md);
+	return true;
 }

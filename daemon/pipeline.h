@@ -22,6 +22,7 @@ struct ml_pipeline {
 	struct metrics *metrics;
 	struct ml_metadata *md;      /* workload identity; NULL without --metadata */
 	const struct drop_reasons *reasons; /* names last_drop_reason; NULL without --drops */
+	bool stalled;                /* stopped before a record of an unknown cgroup */
 	uint64_t records;                       /* records decoded */
 	uint64_t by_type[ML_REC_CONN_LIVE + 1]; /* records decoded, by type */
 };
@@ -32,7 +33,18 @@ struct ml_pipeline {
  */
 void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct metrics_names *out);
 
-/* One record (ring_buffer_sample_fn shape); malformed ones are skipped. */
+/*
+ * One record (ring_buffer_sample_fn shape); malformed ones are skipped.
+ * ML_PIPELINE_AGAIN, the record untouched and not counted, when it comes
+ * from a cgroup the metadata's cache does not know and a rescan may name
+ * (a pod made since the last one): the caller stops there, calls
+ * ml_pipeline_unstall() (the tree walk, out of the record path) and hands
+ * the record over again. 0 otherwise.
+ */
+#define ML_PIPELINE_AGAIN 1
 int ml_pipeline_record(void *pipeline, void *data, size_t size);
+
+/* After ML_PIPELINE_AGAIN: rescan the cgroup tree. Whether there was one. */
+bool ml_pipeline_unstall(struct ml_pipeline *p);
 
 #endif /* MESHLENS_PIPELINE_H */

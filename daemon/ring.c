@@ -42,13 +42,17 @@ int ml_ring_read(struct ml_ring *r, int max, int (*fn)(void *ctx, void *data, si
 		const uint32_t *hdr = (const uint32_t *)(r->data + (r->pos & (r->size - 1)));
 		uint32_t len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
 
+		unsigned long next;
+
 		if (len & BPF_RINGBUF_BUSY_BIT)
 			break; /* reserved, not yet submitted: stop in order */
-		r->pos += ((len & ~BPF_RINGBUF_DISCARD_BIT) + BPF_RINGBUF_HDR_SZ + 7) & ~7UL;
-		if (len & BPF_RINGBUF_DISCARD_BIT)
-			continue;
-		fn(ctx, (void *)(hdr + 2), len);
-		n++;
+		next = r->pos + (((len & ~BPF_RINGBUF_DISCARD_BIT) + BPF_RINGBUF_HDR_SZ + 7) & ~7UL);
+		if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+			if (fn(ctx, (void *)(hdr + 2), len))
+				break; /* not taken: read again next time */
+			n++;
+		}
+		r->pos = next;
 	}
 	return n;
 }

@@ -31,7 +31,9 @@ int ml_ring_open(struct ml_ring *r, int map_fd, size_t size);
 
 /*
  * Hand at most max committed records after the last read position to fn
- * (records still being written stop the read). Returns how many.
+ * (records still being written stop the read). A record fn returns
+ * nonzero for stops the read before it: it is handed over again by the
+ * next read. Returns how many were taken.
  */
 int ml_ring_read(struct ml_ring *r, int max, int (*fn)(void *ctx, void *data, size_t len),
 		 void *ctx);

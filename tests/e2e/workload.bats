@@ -38,6 +38,20 @@ teardown() { ml_teardown; }
 	run ! grep -q "reloading metadata" "$T/daemon.err"
 }
 
+@test "a cgroup made after start (a new pod): named from its first connection, the tree walked between records" {
+	write_md wa wb
+	start_daemon --metadata "$T/md.json"
+	mkdir "$CG/pod-late"
+	# the walk at start is at least a second old: one walk a second at most
+	sleep 1.1
+	"$MLTRAFFIC" --cgroup "$CG/pod-late" pairs 127.0.0.1 100:200 >>"$T/truth.json"
+	wait_records 2
+	check_conns
+	# named by its nearest named ancestor, the test cgroup (wb)
+	jq -e -s --arg cg "$CGREL/pod-late" 'length == 2 and all(.[]; .cgroup == $cg)' "$T/access.log"
+	CGREL=$CGREL/pod-late names_ok wa wb <"$T/access.log"
+}
+
 @test "failed connection: the socket's own end named, no failure of naming" {
 	write_md wa wb
 	start_daemon --metadata "$T/md.json"

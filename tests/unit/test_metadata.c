@@ -307,13 +307,19 @@ static void test_cgroups(void **state)
 	snprintf(p, sizeof(p), "%s/kubepods.slice/kubepods-pod1234.slice/cri-late.scope",
 		 f->root);
 	late = ino_of(p);
-	assert_null(ml_metadata_cgroup_path(f->md, late)); /* scanned less than 1 s ago */
+	assert_null(ml_metadata_cgroup_path(f->md, late)); /* never walks by itself */
+	assert_false(ml_metadata_cgroup_unknown(f->md, late)); /* walked less than 1 s ago */
 	sleep(1);
+	assert_true(ml_metadata_cgroup_unknown(f->md, late));
+	assert_null(ml_metadata_cgroup_path(f->md, late));
+	ml_metadata_rescan(f->md);
+	assert_false(ml_metadata_cgroup_unknown(f->md, late));
 	rel = ml_metadata_cgroup_path(f->md, late);
 	assert_non_null(rel);
 	assert_string_equal(rel, "kubepods.slice/kubepods-pod1234.slice/cri-late.scope");
 	assert_string_equal(ml_metadata_by_cgroup(f->md, rel)->workload, "pod");
 	assert_null(ml_metadata_cgroup_path(f->md, 0));
+	assert_false(ml_metadata_cgroup_unknown(f->md, 0));
 }
 
 int main(void)
