@@ -298,3 +298,22 @@ void accesslog_close(struct accesslog_sink *s)
 	free(s->buf);
 	free(s);
 }
+
+struct accesslog_sink *accesslog_open_rotating(const char *dest, uint64_t max_bytes,
+					       unsigned int max_files, int *ret, char *err,
+					       size_t errlen)
+{
+	struct accesslog_sink *s = accesslog_open(dest);
+
+	if (!s) {
+		*ret = -errno;
+		ml_err(err, errlen, *ret, "--access-log '%s': %s", dest, accesslog_strerror(*ret));
+		return NULL;
+	}
+	*ret = max_bytes ? accesslog_set_rotation(s, max_bytes, max_files) : 0;
+	if (!*ret)
+		return s;
+	ml_err(err, errlen, *ret, "--access-log '%s': rotation: %s", dest, strerror(-*ret));
+	accesslog_close(s);
+	return NULL;
+}

@@ -69,6 +69,15 @@ int accesslog_last_error(const struct accesslog_sink *s);
  */
 int accesslog_set_rotation(struct accesslog_sink *s, uint64_t max_bytes, unsigned int max_files);
 
+/*
+ * accesslog_open() and, with max_bytes > 0, accesslog_set_rotation() in
+ * one: the sink, or NULL with "--access-log 'DEST': why" in err and *ret
+ * the -errno.
+ */
+struct accesslog_sink *accesslog_open_rotating(const char *dest, uint64_t max_bytes,
+					       unsigned int max_files, int *ret, char *err,
+					       size_t errlen);
+
 /* Rotations done since open. */
 uint64_t accesslog_rotations(const struct accesslog_sink *s);
 

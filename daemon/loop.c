@@ -85,7 +85,8 @@ int ml_loop_run(struct ml_loop *l)
 			 * to read) is no tick */
 			if (e->owned && read(e->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 				continue;
-			e->fn(e->ctx);
+			if (e->fn)
+				e->fn(e->ctx);
 		}
 		if (l->idle)
 			l->idle(l->idle_ctx);

@@ -36,7 +36,8 @@ struct ml_loop {
 /* 0 or -errno. */
 int ml_loop_init(struct ml_loop *l);
 
-/* Call fn(ctx) whenever fd is readable. 0 or -errno (-ENOSPC: table full). */
+/* Call fn(ctx) whenever fd is readable (NULL: only wake up, for the idle
+ * hook). 0 or -errno (-ENOSPC: table full). */
 int ml_loop_add(struct ml_loop *l, int fd, ml_loop_fn fn, void *ctx);
 
 /*

@@ -39,11 +39,6 @@
 
 /* ---- the loop's handlers ------------------------------------------------ */
 
-static void on_ring(void *ctx)
-{
-	(void)ctx; /* the wake-up's drain (on_idle) reads it */
-}
-
 static void on_idle(void *ctx)
 {
 	struct ml_daemon *d = ctx;
@@ -132,29 +127,6 @@ static void on_signal(void *ctx)
 
 /* ---- set-up (each step: 0 or -errno with err) --------------------------- */
 
-static int open_sink(struct ml_daemon *d, char *err, size_t errlen)
-{
-	int ret;
-
-	if (!strcmp(d->opt.access_log, "off"))
-		return 0;
-	d->pl.sink = accesslog_open(d->opt.access_log);
-	if (!d->pl.sink) {
-		ret = -errno;
-		snprintf(err, errlen, "--access-log '%s': %s", d->opt.access_log,
-			 accesslog_strerror(ret));
-		return ret;
-	}
-	if (d->opt.log_max_size_kb == 0)
-		return 0;
-	ret = accesslog_set_rotation(d->pl.sink, (uint64_t)d->opt.log_max_size_kb * 1024,
-				     d->opt.log_max_files);
-	if (ret)
-		snprintf(err, errlen, "--access-log '%s': rotation: %s", d->opt.access_log,
-			 strerror(-ret));
-	return ret;
-}
-
 /* Aggregation always runs (it is cheap); names come from the metadata file. */
 static int new_metrics(struct ml_daemon *d, char *err, size_t errlen)
 {
@@ -207,7 +179,7 @@ static int setup_loop(struct ml_daemon *d)
 	if (!ret)
 		ret = ml_loop_add(&d->loop, d->sfd, on_signal, d);
 	if (!ret)
-		ret = ml_loop_add(&d->loop, d->drain.ring.map_fd, on_ring, d);
+		ret = ml_loop_add(&d->loop, d->drain.ring.map_fd, NULL, NULL); /* on_idle reads it */
 	if (!ret && d->http)
 		ret = ml_loop_add(&d->loop, metrics_http_notify_fd(d->http), on_scrape, d);
 	return ret ? ret : ml_watch_metadata(d);
@@ -237,7 +209,10 @@ static int start(struct ml_daemon *d, char *err, size_t errlen)
 		if (d->pl.md && ml_metadata_warning(d->pl.md)[0])
 			fprintf(stderr, "meshlens: --metadata: %s: %s\n", o->metadata,
 				ml_metadata_warning(d->pl.md));
-		if (open_sink(d, err, errlen))
+		if (strcmp(o->access_log, "off") &&
+		    !(d->pl.sink = accesslog_open_rotating(o->access_log,
+							   (uint64_t)o->log_max_size_kb * 1024,
+							   o->log_max_files, &ret, err, errlen)))
 			return ml_fail(ML_EXIT_USAGE, "", err);
 		if ((ret = new_metrics(d, err, errlen)))
 			return ml_fail(ML_EXIT_RUNTIME, "", err);

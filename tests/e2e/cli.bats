@@ -368,7 +368,7 @@ teardown() { ml_teardown; }
 	launch "$MESHLENS" --pin-path "$PIN" -g "$CG/pod" -o "$T/access.log" -m "127.0.0.1:$MPORT" -c "$T/c.json"
 	[ "$(curl -sS --max-time 5 "http://127.0.0.1:$MPORT/healthz")" = ok ]
 	rmdir "$CG/pod"
-	wait_err_line "meshlens: --cgroup '$CG/pod' is gone: nothing below it is observed any more"
+	wait_err "meshlens: --cgroup '$CG/pod' is gone: nothing below it is observed any more"
 	[ "$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz")" = 200 ]
 	[ "$(curl -sS --max-time 5 "http://127.0.0.1:$MPORT/healthz")" = "ok: cgroup '$CG/pod' is gone: nothing below it is observed" ]
 	kill -0 "$DAEMON_PID"

@@ -93,13 +93,13 @@ teardown() {
 	wait_delta "$T/m0" 5 meshlens_drops_total $lbl
 	echo '{"refresh_interval_ms": 200, "exclude": ["NO_SOCKET"]}' >"$T/c.json"
 	kill -HUP "$DAEMON_PID"
-	wait_err_line "config reloaded from $T/c.json: applied exclude; needs a restart: nothing"
+	wait_err "config reloaded from $T/c.json: applied exclude; needs a restart: nothing"
 	# the 7 are dropped (the namespace's NoPorts counts them, just before the
 	# kernel frees each), but no longer selected
 	closed_port_drops 7
 	echo '{"refresh_interval_ms": 200, "exclude": ["NO_SUCH_REASON"]}' >"$T/c.json"
 	kill -HUP "$DAEMON_PID"
-	wait_err_line "reloading config: --exclude 'NO_SUCH_REASON'"
+	wait_err "reloading config: --exclude 'NO_SUCH_REASON'"
 	closed_port_drops 3
 	scrape_to "$T/m2"
 	expect_delta "$T/m0" "$T/m2" 5 meshlens_drops_total $lbl

@@ -226,13 +226,15 @@ version_ge() {
 	[ "$(printf '%s\n%s\n' "$2" "${1%%-*}" | sort -V | head -n1)" = "$2" ]
 }
 
-# wait_err_line TEXT: wait (up to 10 s) until the daemon's stderr has a line containing TEXT
-wait_err_line() {
+# wait_err TEXT [N]: wait (up to 10 s) until N (default 1) lines of the
+# daemon's stderr contain TEXT (fixed text, not a pattern)
+wait_err() {
+	local n=${2:-1}
 	for _ in $(seq 100); do
-		grep -qF -- "$1" "$T/daemon.err" && return 0
+		[ "$(grep -cF -- "$1" "$T/daemon.err")" -ge "$n" ] && return 0
 		sleep 0.1
 	done
-	echo "no line with '$1' on stderr:" >&2
+	echo "expected $n lines with '$1' on stderr:" >&2
 	cat "$T/daemon.err" >&2
 	return 1
 }

@@ -23,7 +23,7 @@ teardown() { ml_teardown; }
 	sleep 0.1
 	write_md wa2 wb2
 	wait "$tpid"
-	wait_err "metadata reloaded from $T/md.json" 1
+	wait_err "metadata reloaded from $T/md.json"
 	traffic pairs 127.0.0.1 500:600 700:800
 	wait_records 88
 	check_conns
@@ -83,7 +83,7 @@ teardown() { ml_teardown; }
 	start_daemon --metadata "$T/md.json"
 	echo '{"workloads": [' >"$T/md.json.tmp"
 	mv "$T/md.json.tmp" "$T/md.json"
-	wait_err "reloading metadata" 1
+	wait_err "reloading metadata"
 	[ "$(grep -c "reloading metadata: $T/md.json: not valid JSON" "$T/daemon.err")" = 1 ]
 	traffic pairs 127.0.0.1 100:200
 	wait_records 2
@@ -92,7 +92,7 @@ teardown() { ml_teardown; }
 	kill -HUP "$DAEMON_PID"
 	wait_err "reloading metadata" 2
 	write_md wa3 wb3
-	wait_err "metadata reloaded" 1
+	wait_err "metadata reloaded"
 	traffic pairs 127.0.0.1 300:400
 	wait_records 4
 	tail -n 2 "$T/access.log" | names_ok wa3 wb3
@@ -114,7 +114,7 @@ teardown() { ml_teardown; }
 	    >"$T/md.json.tmp"
 	mv "$T/md.json.tmp" "$T/md.json"
 	kill -HUP "$DAEMON_PID"
-	wait_err "10.9.0.1 is listed for workloads\[0\] and workloads\[1\]: the first is used" 1
+	wait_err "10.9.0.1 is listed for workloads[0] and workloads[1]: the first is used"
 	cat "$T/daemon.err"
 	[ "$(grep -c "metadata reloaded" "$T/daemon.err")" -le 4 ]
 	# at start-up the same warning, and the daemon runs
@@ -138,7 +138,7 @@ teardown() { ml_teardown; }
 	tpid=$!
 	wait_metric 3 meshlens_workload_tcp_connections_opened_total $(wl outbound wb wa)
 	write_md wa2 wb2
-	wait_err "metadata reloaded from $T/md.json" 1
+	wait_err "metadata reloaded from $T/md.json"
 	kill -0 "$tpid" # the rename came while it was open
 	wait "$tpid"
 	traffic pairs 127.0.0.1 7:8

@@ -31,17 +31,6 @@ names_ok() {
 	    and (has("src_service") | not))'
 }
 
-# wait_err PATTERN N: wait (up to 5 s) until daemon.err has N lines matching
-wait_err() {
-	for _ in $(seq 50); do
-		[ "$(grep -c -- "$1" "$T/daemon.err")" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "expected $2 lines matching '$1' on stderr:" >&2
-	cat "$T/daemon.err" >&2
-	return 1
-}
-
 # wl DIRECTION SRC DST: label matchers of one workload series (namespaces ns-<name>)
 wl() {
 	echo "direction=\"$1\" src_workload=\"$2\" src_namespace=\"ns-$2\"" \
