@@ -327,6 +327,7 @@ int main(int argc, char **argv)
 		}
 		cfg.identify = ml_pipeline_names;
 		cfg.identify_ctx = &pl;
+		cfg.istio = true; /* the daemon's default with --metadata */
 	}
 	pl.sink = accesslog_open(out);
 	pl.metrics = metrics_new(&cfg);

@@ -136,8 +136,10 @@ static int new_metrics(struct ml_daemon *d, char *err, size_t errlen)
 		.ip_pairs = d->opt.ip_pair_metrics,
 	};
 
-	if (d->opt.workload_metrics && d->opt.metadata) {
+	if ((d->opt.workload_metrics || d->opt.istio_metrics) && d->opt.metadata) {
 		cfg.identify = ml_pipeline_names;
+		cfg.istio = d->opt.istio_metrics;
+		cfg.workload_off = !d->opt.workload_metrics;
 		cfg.identify_ctx = &d->pl;
 	}
 	d->pl.metrics = metrics_new(&cfg);

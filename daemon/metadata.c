@@ -92,6 +92,12 @@ static void table_free(struct md_table *t)
 		free((char *)t->wl[i].namespace);
 		free((char *)t->wl[i].service);
 		free((char *)t->wl[i].node);
+		free((char *)t->wl[i].canonical_service);
+		free((char *)t->wl[i].canonical_revision);
+		free((char *)t->wl[i].app);
+		free((char *)t->wl[i].version);
+		free((char *)t->wl[i].cluster);
+		free((char *)t->wl[i].principal);
 	}
 	for (i = 0; i < t->n_cg; i++)
 		free(t->cg[i].path);
@@ -242,8 +248,11 @@ static void format_prefix(const struct md_prefix *p, char *buf, size_t len)
 static struct md_table *table_load(const char *path, char *err, size_t err_len)
 {
 	static const char *const top_keys[] = { "workloads" };
-	static const char *const wl_keys[] = { "workload", "namespace", "service", "node",
-					       "ips", "cgroups" };
+	static const char *const wl_keys[] = { "workload",	    "namespace", "service",
+					       "node",		    "canonical_service",
+					       "canonical_revision", "app",	  "version",
+					       "cluster",	    "principal",	  "ips",
+					       "cgroups" };
 	const char *bad;
 	size_t dups = 0;
 	struct md_table *t = NULL;
@@ -299,8 +308,14 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 	i = 0;
 	cJSON_ArrayForEach(e, wls) {
 		struct ml_workload *w = &t->wl[i];
-		static const char *const keys[] = { "workload", "namespace", "service", "node" };
-		const char **fields[] = { &w->workload, &w->namespace, &w->service, &w->node };
+		static const char *const keys[] = { "workload",		 "namespace", "service",
+						    "node",		 "canonical_service",
+						    "canonical_revision", "app",	 "version",
+						    "cluster",		 "principal" };
+		const char **fields[] = { &w->workload,		  &w->namespace, &w->service,
+					  &w->node,		  &w->canonical_service,
+					  &w->canonical_revision, &w->app,	 &w->version,
+					  &w->cluster,		  &w->principal };
 
 		t->n_wl = i + 1;
 		if (!cJSON_IsObject(e)) {
@@ -311,7 +326,7 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu]: unknown key \"%s\"", path, i, bad);
 			goto fail;
 		}
-		for (k = 0; k < 4; k++) {
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 			ret = get_name(e, keys[k], k == 0, &name);
 			*fields[k] = name;
 			if (ret == -ENOMEM) {

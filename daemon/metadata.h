@@ -22,6 +22,16 @@ struct ml_workload {
 	const char *namespace; /* NULL when the file does not say */
 	const char *service;
 	const char *node;
+	/* Istio's identity of the workload (the istio_tcp_* families): from the
+	 * pod's labels (service.istio.io/canonical-name, ...-revision, app,
+	 * version), the cluster's name, the SPIFFE principal of its service
+	 * account; NULL when the file does not say */
+	const char *canonical_service;
+	const char *canonical_revision;
+	const char *app;
+	const char *version;
+	const char *cluster;
+	const char *principal;
 };
 
 struct ml_metadata;

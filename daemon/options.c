@@ -90,6 +90,7 @@ void ml_options_init(struct ml_options *o)
 	o->max_series = 10000;
 	o->ip_pair_metrics = true;
 	o->workload_metrics = true;
+	o->istio_metrics = true;
 	o->series_idle_seconds = 3600;
 	o->log_max_size_kb = 0;
 	o->log_max_files = 5;
@@ -219,6 +220,7 @@ static const struct cfg_key cfg_keys[] = {
 	  .max = 10000000 },
 	{ .name = "ip_pair_metrics", .kind = CFG_BOOL, .off = OFF(ip_pair_metrics) },
 	{ .name = "workload_metrics", .kind = CFG_BOOL, .off = OFF(workload_metrics) },
+	{ .name = "istio_metrics", .kind = CFG_BOOL, .off = OFF(istio_metrics) },
 	{ .name = "series_idle_seconds", .kind = CFG_UINT, .off = OFF(series_idle_seconds),
 	  .min = 0, .max = 31536000 },
 	{ .name = "log_max_size_kb", .kind = CFG_UINT, .off = OFF(log_max_size_kb),

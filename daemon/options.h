@@ -48,6 +48,8 @@ struct ml_options {
 	bool ip_pair_metrics;           /* key "ip_pair_metrics": meshlens_tcp_* by IP pair; default true */
 	bool workload_metrics;          /* key "workload_metrics": meshlens_workload_tcp_* (with a
 					 * metadata file); default true */
+	bool istio_metrics;             /* key "istio_metrics": istio_tcp_* (Istio's standard TCP
+					 * metrics, with a metadata file); default true */
 	unsigned int series_idle_seconds; /* key "series_idle_seconds": drop idle series, 0 = never; default 3600 */
 	unsigned int log_max_size_kb;   /* key "log_max_size_kb": rotate the access-log file before it
 					 * passes this many KiB, 0..4194304 (4 GiB); 0 = never (default) */

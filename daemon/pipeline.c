@@ -16,7 +16,8 @@ static int addr_unspecified(const uint8_t a[ML_ADDR_LEN])
  * the client, inbound: the server) and wins there; addresses name either.
  */
 static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
-		     struct accesslog_identity *id)
+		     struct accesslog_identity *id, const struct ml_workload **srcp,
+		     const struct ml_workload **dstp)
 {
 	const struct ml_workload *own = NULL, *src = NULL, *dst = NULL;
 
@@ -42,16 +43,32 @@ static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
 		id->dst_namespace = dst->namespace;
 		id->dst_service = dst->service;
 	}
+	if (srcp) {
+		*srcp = src;
+		*dstp = dst;
+	}
+}
+
+static void end_of(const struct ml_workload *w, struct metrics_end *e)
+{
+	if (!w)
+		return;
+	*e = (struct metrics_end){ w->service,	 w->canonical_service, w->canonical_revision,
+				   w->principal, w->app,	       w->version,
+				   w->cluster };
 }
 
 void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct metrics_names *out)
 {
 	struct ml_pipeline *p = pipeline;
 	struct accesslog_identity id = { 0 };
+	const struct ml_workload *src, *dst;
 
 	if (!p->md)
 		return;
-	identify(p->md, r, &id);
+	identify(p->md, r, &id, &src, &dst);
+	end_of(src, &out->src);
+	end_of(dst, &out->dst);
 	out->src_workload = id.src_workload;
 	out->src_namespace = id.src_namespace;
 	out->dst_workload = id.dst_workload;
@@ -78,7 +95,7 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	if (!p->sink || (r->type != ML_REC_CONN_CLOSE && r->type != ML_REC_CONN_FAILED))
 		return 0;
 	if (p->md)
-		identify(p->md, r, &id);
+		identify(p->md, r, &id, NULL, NULL);
 	/* named only where the line has the key: a lookup per record with drops */
 	if ((r->flags & ML_F_DROPS) && r->drops && p->reasons)
 		id.drop_reason = drop_reason_name(p->reasons, r->last_drop_reason, rn, sizeof(rn));

@@ -20,6 +20,9 @@
 
 #define ADDR_TEXT 48
 #define WL_LABELS 4    /* src_workload, src_namespace, dst_workload, dst_namespace */
+#define ISTIO_LABELS 19 /* istio_label[] */
+#define MAX_LABELS ISTIO_LABELS
+#define SVC_HOST_MAX 300 /* NAME.NAMESPACE.svc.cluster.local */
 #define NO_SLOT UINT32_MAX /* the set is off */
 #define CONNS_INIT 512     /* tracked connections before the first growth */
 
@@ -36,9 +39,9 @@ struct series {
 			/* label text, formatted once when the series is created */
 			char src_text[ADDR_TEXT], dst_text[ADDR_TEXT], port_text[8];
 		} ip;
-		struct { /* METRICS_WORKLOAD */
-			const char *v[WL_LABELS]; /* into text; static for overflow */
-			char *text;               /* one allocation, NULL for overflow */
+		struct { /* METRICS_WORKLOAD, METRICS_ISTIO */
+			const char *v[MAX_LABELS]; /* into text; static for overflow */
+			char *text;                /* one allocation, NULL for overflow */
 		} wl;
 	};
 };
@@ -48,7 +51,8 @@ struct probe {
 	uint64_t hash;
 	uint8_t direction;
 	const struct tcp_probe_info *r; /* IP pair */
-	const char *v[WL_LABELS];       /* workload */
+	const char *v[MAX_LABELS];      /* workload, Istio */
+	char svc_host[SVC_HOST_MAX];    /* Istio's destination_service */
 };
 
 struct table {
@@ -88,7 +92,32 @@ struct metrics {
 };
 
 static const char *const dir_name[] = { "unknown", "outbound", "inbound" };
-static const char *const set_name[METRICS_SETS] = { "ip_pair", "workload" };
+static const char *const set_name[METRICS_SETS] = { "ip_pair", "workload", "istio" };
+
+/*
+ * The Istio set's labels, in the order Istio's proxies print them, after
+ * reporter; request_protocol, response_flags and
+ * connection_security_policy follow with fixed values: "tcp", "-" (no
+ * flags), "unknown" (meshlens cannot see whether a connection carries
+ * mTLS; Istio says "unknown" where its reporter cannot either).
+ */
+static const char *const istio_label[ISTIO_LABELS] = {
+	"source_workload",		  "source_canonical_service",
+	"source_canonical_revision",	  "source_workload_namespace",
+	"source_principal",		  "source_app",
+	"source_version",		  "source_cluster",
+	"destination_service",		  "destination_service_namespace",
+	"destination_service_name",	  "destination_workload",
+	"destination_canonical_service",  "destination_canonical_revision",
+	"destination_workload_namespace", "destination_principal",
+	"destination_app",		  "destination_version",
+	"destination_cluster",
+};
+
+static unsigned int n_labels(enum metrics_set set)
+{
+	return set == METRICS_ISTIO ? ISTIO_LABELS : WL_LABELS;
+}
 
 const char *metrics_set_name(enum metrics_set set)
 {
@@ -129,7 +158,7 @@ static int table_init(struct table *t, enum metrics_set set, uint32_t cap)
 			strcpy(o->ip.dst_text, "other");
 			strcpy(o->ip.port_text, "other");
 		} else {
-			for (int i = 0; i < WL_LABELS; i++)
+			for (unsigned int i = 0; i < n_labels(set); i++)
 				o->wl.v[i] = "other";
 		}
 	}
@@ -138,7 +167,7 @@ static int table_init(struct table *t, enum metrics_set set, uint32_t cap)
 
 static void table_free(struct table *t)
 {
-	if (t->s && t->set == METRICS_WORKLOAD)
+	if (t->s && t->set != METRICS_IP_PAIR)
 		for (uint32_t i = 0; i < t->cap; i++)
 			free(t->s[i].wl.text);
 	free(t->s);
@@ -175,7 +204,8 @@ static int conns_grow(struct metrics *m, uint32_t cap)
 struct metrics *metrics_new(const struct metrics_config *cfg)
 {
 	struct metrics *m = calloc(1, sizeof(*m));
-	bool on[METRICS_SETS] = { cfg->ip_pairs, cfg->identify != NULL };
+	bool on[METRICS_SETS] = { cfg->ip_pairs, cfg->identify && !cfg->workload_off,
+				  cfg->identify && cfg->istio };
 
 	if (!m)
 		return NULL;
@@ -213,17 +243,60 @@ static uint8_t direction_of(const struct tcp_probe_info *r)
 	return r->direction == ML_DIR_INBOUND ? ML_DIR_INBOUND : ML_DIR_OUTBOUND;
 }
 
-static uint64_t names_hash(const char *const v[WL_LABELS], uint8_t direction)
+static uint64_t names_hash(const char *const *v, unsigned int n, uint8_t direction)
 {
 	uint64_t h = ML_HASH_INIT;
 
-	for (int i = 0; i < WL_LABELS; i++)
+	for (unsigned int i = 0; i < n; i++)
 		h = ml_hash_str(h, v[i]);
 	return mix64(h ^ direction);
 }
 
-static void probe_of(struct metrics *m, enum metrics_set set, const struct tcp_probe_info *r,
-		     struct probe *p)
+static const char *or_unknown(const char *v)
+{
+	return v ? v : "unknown";
+}
+
+/*
+ * Istio's values where the metadata is silent, as Istio's own proxies
+ * fill them: "unknown", but a canonical service defaults to the workload's
+ * name and a canonical revision to "latest" (for a workload that is
+ * known); the destination service is the Kubernetes service's host name
+ * (cluster domain cluster.local), its name and its workload's namespace.
+ */
+static void istio_values(const struct metrics_names *n, struct probe *p)
+{
+	const struct metrics_end *s = &n->src, *d = &n->dst;
+	const char **v = p->v;
+
+	v[0] = or_unknown(n->src_workload);
+	v[1] = s->canonical_service ? s->canonical_service : v[0];
+	v[2] = s->canonical_revision ? s->canonical_revision : n->src_workload ? "latest" : "unknown";
+	v[3] = or_unknown(n->src_namespace);
+	v[4] = or_unknown(s->principal);
+	v[5] = or_unknown(s->app);
+	v[6] = or_unknown(s->version);
+	v[7] = or_unknown(s->cluster);
+	if (d->service && n->dst_namespace &&
+	    snprintf(p->svc_host, sizeof(p->svc_host), "%s.%s.svc.cluster.local", d->service,
+		     n->dst_namespace) < (int)sizeof(p->svc_host))
+		v[8] = p->svc_host;
+	else
+		v[8] = or_unknown(d->service);
+	v[9] = d->service ? or_unknown(n->dst_namespace) : "unknown";
+	v[10] = or_unknown(d->service);
+	v[11] = or_unknown(n->dst_workload);
+	v[12] = d->canonical_service ? d->canonical_service : v[11];
+	v[13] = d->canonical_revision ? d->canonical_revision : n->dst_workload ? "latest" : "unknown";
+	v[14] = or_unknown(n->dst_namespace);
+	v[15] = or_unknown(d->principal);
+	v[16] = or_unknown(d->app);
+	v[17] = or_unknown(d->version);
+	v[18] = or_unknown(d->cluster);
+}
+
+static void probe_of(enum metrics_set set, const struct tcp_probe_info *r,
+		     const struct metrics_names *names, struct probe *p)
 {
 	p->direction = direction_of(r);
 	if (set == METRICS_IP_PAIR) {
@@ -236,14 +309,27 @@ static void probe_of(struct metrics *m, enum metrics_set set, const struct tcp_p
 			h = mix64(h ^ w[i]);
 		p->hash = mix64(h ^ ((uint64_t)r->dst_port << 8 | p->direction));
 	} else {
-		struct metrics_names n = { 0 };
+		const struct metrics_names *n = names;
 
-		m->cfg.identify(m->cfg.identify_ctx, r, &n);
-		p->v[0] = n.src_workload ? n.src_workload : "unknown";
-		p->v[1] = n.src_namespace ? n.src_namespace : "unknown";
-		p->v[2] = n.dst_workload ? n.dst_workload : "unknown";
-		p->v[3] = n.dst_namespace ? n.dst_namespace : "unknown";
-		p->hash = names_hash(p->v, p->direction);
+		if (set == METRICS_ISTIO) {
+			istio_values(n, p);
+		} else {
+			p->v[0] = or_unknown(n->src_workload);
+			p->v[1] = or_unknown(n->src_namespace);
+			p->v[2] = or_unknown(n->dst_workload);
+			p->v[3] = or_unknown(n->dst_namespace);
+		}
+		if (set == METRICS_ISTIO) {
+			/* hashed by what names the ends (workloads, namespaces,
+			 * the service): the other labels follow from them in all
+			 * but a reload's renames, which the full compare tells
+			 * apart; a third of the hashing per new connection */
+			const char *key[] = { p->v[0], p->v[3], p->v[10], p->v[11], p->v[14] };
+
+			p->hash = names_hash(key, 5, p->direction);
+		} else {
+			p->hash = names_hash(p->v, WL_LABELS, p->direction);
+		}
 	}
 }
 
@@ -255,7 +341,7 @@ static bool series_is(const struct table *t, const struct series *s, const struc
 		return s->ip.port == p->r->dst_port &&
 		       !memcmp(s->ip.src, p->r->src_addr, ML_ADDR_LEN) &&
 		       !memcmp(s->ip.dst, p->r->dst_addr, ML_ADDR_LEN);
-	for (int i = 0; i < WL_LABELS; i++)
+	for (unsigned int i = 0; i < n_labels(t->set); i++)
 		if (strcmp(s->wl.v[i], p->v[i]))
 			return false;
 	return true;
@@ -287,15 +373,16 @@ static int series_init(const struct table *t, struct series *s,
 			strcpy(s->ip.dst_text, "invalid");
 		format_port(s->ip.port_text, s->ip.port);
 	} else {
-		size_t len[WL_LABELS], total = 0;
+		size_t len[MAX_LABELS], total = 0;
+		unsigned int n = n_labels(t->set);
 		char *q;
 
-		for (int i = 0; i < WL_LABELS; i++)
+		for (unsigned int i = 0; i < n; i++)
 			total += len[i] = strlen(p->v[i]) + 1;
 		q = s->wl.text = malloc(total);
 		if (!q)
 			return -ENOMEM;
-		for (int i = 0; i < WL_LABELS; i++) {
+		for (unsigned int i = 0; i < n; i++) {
 			memcpy(q, p->v[i], len[i]);
 			s->wl.v[i] = q;
 			q += len[i];
@@ -318,14 +405,15 @@ static bool series_eq(const void *ctx, uint32_t slot)
 	return series_is(k->t, &k->t->s[slot], k->p);
 }
 
-/* The series of r in t, created if new, or the overflow series. */
-static uint32_t table_slot(struct metrics *m, struct table *t, const struct tcp_probe_info *r)
+/* The series of r (names: its ends') in t, created if new, or the overflow series. */
+static uint32_t table_slot(struct table *t, const struct tcp_probe_info *r,
+			   const struct metrics_names *names)
 {
 	struct probe p;
 	struct series_key k = { t, &p };
 	uint32_t pos, slot;
 
-	probe_of(m, t->set, r, &p);
+	probe_of(t->set, r, names, &p);
 	slot = ml_table_find(&t->index, (uint32_t)p.hash, series_eq, &k, &pos);
 	if (slot != ML_TABLE_NONE)
 		return slot;
@@ -343,7 +431,7 @@ static void table_drop(struct table *t, uint32_t slot)
 {
 	ml_table_remove(&t->index, (uint32_t)t->s[slot].hash, slot);
 	t->free_slots[t->n_free++] = slot;
-	if (t->set == METRICS_WORKLOAD) {
+	if (t->set != METRICS_IP_PAIR) {
 		free(t->s[slot].wl.text);
 		t->s[slot].wl.text = NULL;
 	}
@@ -484,8 +572,13 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	if (c) {
 		memcpy(slot, c->slot, sizeof(slot));
 	} else {
+		struct metrics_names names = { 0 };
+
+		/* the ends named once for every set that shows names */
+		if (m->t[METRICS_WORKLOAD].on || m->t[METRICS_ISTIO].on)
+			m->cfg.identify(m->cfg.identify_ctx, r, &names);
 		for (int k = 0; k < METRICS_SETS; k++)
-			slot[k] = m->t[k].on ? table_slot(m, &m->t[k], r) : NO_SLOT;
+			slot[k] = m->t[k].on ? table_slot(&m->t[k], r, &names) : NO_SLOT;
 		if (trackable && r->type != ML_REC_CONN_CLOSE)
 			c = conn_add(m, r->sock_cookie, pos, slot);
 		/* opened once: now if tracked from here on, else at its close */
@@ -532,9 +625,17 @@ static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint
 		s->opened += d->opened;
 		s->closed += d->closed;
 		s->failed += d->failed;
-		s->sent += d->sent;
-		s->received += d->received;
 		s->retrans += d->retrans;
+		/* Istio's sent is the response's bytes, its received the
+		 * request's, whichever end reports (istio/istio#32399): the
+		 * client's socket's own view is the other way round */
+		if (k == METRICS_ISTIO && s->direction == ML_DIR_OUTBOUND) {
+			s->sent += d->received;
+			s->received += d->sent;
+		} else {
+			s->sent += d->sent;
+			s->received += d->received;
+		}
 	}
 }
 
@@ -605,7 +706,7 @@ static int cmp_series(const void *a, const void *b, void *arg)
 			c = (int)x->ip.port - (int)y->ip.port;
 		return c;
 	}
-	for (int i = 0; !c && i < WL_LABELS; i++)
+	for (unsigned int i = 0; !c && i < n_labels(t->set); i++)
 		c = strcmp(x->wl.v[i], y->wl.v[i]);
 	return c;
 }
@@ -627,12 +728,10 @@ static const struct {
 	{ "retransmits_total", "Retransmitted TCP segments", offsetof(struct series, retrans) },
 };
 
-static void render_table(struct table *t, struct expo *e)
+/* The sorted slots of the series to show; how many. */
+static uint32_t sorted_series(struct table *t)
 {
-	static const char *const prefix[] = { "meshlens_tcp_", "meshlens_workload_tcp_" };
-	static const char *const by[] = { "IP pair", "workload pair (names from --metadata)" };
 	uint32_t n = 0, total = t->cap + 2;
-	char name[96], help[160];
 
 	for (uint32_t i = 0; i < total; i++) {
 		const struct series *s = &t->s[i];
@@ -643,6 +742,69 @@ static void render_table(struct table *t, struct expo *e)
 	}
 	if (n > 1)
 		qsort_r(t->order, n, sizeof(*t->order), cmp_series, t);
+	return n;
+}
+
+static uint64_t family_value(const struct series *s, size_t f)
+{
+	return *(const uint64_t *)((const char *)s + families[f].off);
+}
+
+/*
+ * Istio's five TCP families (connections_failed_total as ztunnel has
+ * it), named and labelled as Istio's proxies export them, so Kiali's graph
+ * and Istio's dashboards read them unchanged.
+ */
+static void render_istio(struct table *t, struct expo *e)
+{
+	static const char *const help[] = {
+		"The total number of TCP connections opened.",
+		"The total number of TCP connections closed.",
+		"The total number of failed TCP connections.",
+		"The size of total bytes sent during response in case of a TCP connection.",
+		"The size of total bytes received during request in case of a TCP connection.",
+	};
+	const char *labels[2 * (ISTIO_LABELS + 4) + 1];
+	uint32_t n = sorted_series(t);
+	char name[96];
+
+	for (size_t f = 0; f < 5; f++) {
+		snprintf(name, sizeof(name), "istio_tcp_%s", families[f].name);
+		expo_family(e, name, "counter", help[f]);
+		for (uint32_t i = 0; i < n; i++) {
+			const struct series *s = &t->s[t->order[i]];
+			int k = 0;
+
+			labels[k++] = "reporter";
+			labels[k++] = s->direction == ML_DIR_INBOUND ? "destination" : "source";
+			for (int l = 0; l < ISTIO_LABELS; l++) {
+				labels[k++] = istio_label[l];
+				labels[k++] = s->wl.v[l];
+			}
+			labels[k++] = "request_protocol";
+			labels[k++] = "tcp";
+			labels[k++] = "response_flags";
+			labels[k++] = "-";
+			labels[k++] = "connection_security_policy";
+			labels[k++] = "unknown";
+			labels[k] = NULL;
+			expo_sample_u64(e, name, labels, family_value(s, f));
+		}
+	}
+}
+
+static void render_table(struct table *t, struct expo *e)
+{
+	static const char *const prefix[] = { "meshlens_tcp_", "meshlens_workload_tcp_" };
+	static const char *const by[] = { "IP pair", "workload pair (names from --metadata)" };
+	uint32_t n;
+	char name[96], help[160];
+
+	if (t->set == METRICS_ISTIO) {
+		render_istio(t, e);
+		return;
+	}
+	n = sorted_series(t);
 	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
 		snprintf(name, sizeof(name), "%s%s", prefix[t->set], families[f].name);
 		snprintf(help, sizeof(help), "%s, by direction and %s.", families[f].help,
@@ -650,7 +812,7 @@ static void render_table(struct table *t, struct expo *e)
 		expo_family(e, name, "counter", help);
 		for (uint32_t i = 0; i < n; i++) {
 			const struct series *s = &t->s[t->order[i]];
-			uint64_t v = *(const uint64_t *)((const char *)s + families[f].off);
+			uint64_t v = family_value(s, f);
 
 			if (t->set == METRICS_IP_PAIR)
 				expo_sample_u64(e, name,

@@ -5,6 +5,10 @@
  *   - IP pair:  meshlens_tcp_*{direction,src_ip,dst_ip,dst_port}
  *   - workload: meshlens_workload_tcp_*{direction,src_workload,
  *               src_namespace,dst_workload,dst_namespace}
+ *   - Istio:    istio_tcp_*{reporter,source_*,destination_*,...}, Istio's
+ *               standard TCP metrics with Istio's labels and Istio's sent
+ *               and received (the response's and the request's bytes,
+ *               whichever end reports), for Kiali and Istio's dashboards
  * Every counter is monotonic and exact per connection:
  *   - a connection counts as opened once, on the first of its OPEN, LIVE
  *     or CLOSE records;
@@ -50,12 +54,21 @@ static inline uint64_t ml_hash_str(uint64_t h, const char *s)
 enum metrics_set {
 	METRICS_IP_PAIR,
 	METRICS_WORKLOAD,
+	METRICS_ISTIO,
 	METRICS_SETS,
+};
+
+/* What Istio's labels say of an end beyond its workload and namespace
+ * (the metadata file's keys of the same names); NULL = not said. */
+struct metrics_end {
+	const char *service, *canonical_service, *canonical_revision, *principal, *app,
+		*version, *cluster;
 };
 
 /* Names of both ends; NULL = unknown (rendered "unknown"). */
 struct metrics_names {
 	const char *src_workload, *src_namespace, *dst_workload, *dst_namespace;
+	struct metrics_end src, dst; /* the Istio set's */
 };
 
 struct metrics_config {
@@ -64,6 +77,8 @@ struct metrics_config {
 	bool ip_pairs;                    /* the IP-pair set */
 	/* the workload set, when set: names of r's ends (r's first record) */
 	void (*identify)(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out);
+	bool istio;        /* with identify: the Istio-standard set too (istio_tcp_*) */
+	bool workload_off; /* with identify: no meshlens_workload_tcp_* (Istio's alone) */
 	void *identify_ctx;
 };
 
@@ -98,7 +113,7 @@ void metrics_set_series_idle(struct metrics *m, unsigned int seconds);
 /* Append every family of the enabled sets, sorted, to e. */
 void metrics_render(struct metrics *m, struct expo *e);
 
-/* "ip_pair", "workload" */
+/* "ip_pair", "workload", "istio" */
 const char *metrics_set_name(enum metrics_set set);
 
 struct metrics_stats {

@@ -68,6 +68,7 @@ remove_cgroup() {
 
 ml_teardown() {
 	local ns
+	stop_prometheus
 	if [ -n "${DAEMON_PID:-}" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
 		kill -TERM "$DAEMON_PID" 2>/dev/null
 		for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
@@ -79,6 +80,41 @@ ml_teardown() {
 	[ -n "${CG:-}" ] && remove_cgroup "$CG"
 	[ -n "${T:-}" ] && rm -rf "$T"
 	return 0
+}
+
+# start_prometheus: a real Prometheus scraping $MPORT every second
+# (tests/e2e/prometheus.yml.in), ready; PROMURL and PROM_PID set
+start_prometheus() {
+	local port
+	command -v prometheus >/dev/null || { echo "prometheus is not installed (make deps)" >&2; return 1; }
+	port=$(free_port) || return 1
+	sed "s/@TARGET@/127.0.0.1:$MPORT/" "$BATS_TEST_DIRNAME/prometheus.yml.in" >"$T/prometheus.yml"
+	promtool check config "$T/prometheus.yml" >/dev/null || return 1
+	prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/prom" \
+	  --web.listen-address="127.0.0.1:$port" >"$T/prometheus.log" 2>&1 &
+	PROM_PID=$!
+	PROMURL=http://127.0.0.1:$port
+	wait_for 'curl -sf "$PROMURL/-/ready" >/dev/null' || { cat "$T/prometheus.log" >&2; return 1; }
+}
+
+stop_prometheus() {
+	[ -n "${PROM_PID:-}" ] || return 0
+	kill -TERM "$PROM_PID" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$PROM_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$PROM_PID" 2>/dev/null || true
+	wait "$PROM_PID" 2>/dev/null || true
+	PROM_PID=""
+}
+
+# prom_result EXPR: the instant query's result vector (JSON), [] on error
+prom_result() {
+	curl -s --max-time 5 "$PROMURL/api/v1/query" --data-urlencode "query=$1" |
+	  jq -c 'if .status == "success" then .data.result else [] end'
+}
+
+# prom_query EXPR: the value of a one-element instant vector, "" if none
+prom_query() {
+	prom_result "$1" | jq -r 'if length == 1 then .[0].value[1] else "" end'
 }
 
 # launch CMD...: run CMD in the background with stderr to $T/daemon.err,

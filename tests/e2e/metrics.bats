@@ -19,12 +19,7 @@ setup() {
 
 teardown() {
 	local p
-	if [ -n "${PROM_PID:-}" ]; then
-		kill -TERM "$PROM_PID" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$PROM_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$PROM_PID" 2>/dev/null || true
-		wait "$PROM_PID" 2>/dev/null || true
-	fi
+	stop_prometheus
 	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	# every traffic tool (client and forked server) runs in the private cgroup
 	if [ -n "${CG:-}" ] && [ -e "$CG/cgroup.kill" ]; then
@@ -423,35 +418,20 @@ teardown() {
 
 # host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
 @test "a real Prometheus server scrapes meshlens" {
-	command -v prometheus >/dev/null || { echo "prometheus is not installed (make deps)" >&2; false; }
 	start_metrics_daemon
-	promport=$(free_port)
-	sed "s/@TARGET@/127.0.0.1:$MPORT/" "$BATS_TEST_DIRNAME/prometheus.yml.in" >"$T/prometheus.yml"
-	promtool check config "$T/prometheus.yml" >/dev/null
-	prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/prom" \
-	  --web.listen-address="127.0.0.1:$promport" >"$T/prometheus.log" 2>&1 &
-	PROM_PID=$!
-	PROMURL=http://127.0.0.1:$promport
-	for _ in $(seq 100); do curl -sf "$PROMURL/-/ready" >/dev/null && break; sleep 0.1; done
-	curl -sf "$PROMURL/-/ready" >/dev/null || { cat "$T/prometheus.log" >&2; false; }
+	start_prometheus
 	traffic many 127.0.0.1 20 --base-bytes 300
 	n=$(count_truth conn)
-	# query EXPR: the value of a one-element instant vector, "" if none
-	query() {
-		curl -s --max-time 5 "$PROMURL/api/v1/query" --data-urlencode "query=$1" |
-		  jq -r 'if .status == "success" and (.data.result | length) == 1
-		         then .data.result[0].value[1] else "" end'
-	}
 	got=""
 	for _ in $(seq 100); do
-		got=$(query 'sum(meshlens_tcp_connections_closed_total{direction="outbound"})')
+		got=$(prom_query 'sum(meshlens_tcp_connections_closed_total{direction="outbound"})')
 		[ "$got" = "$n" ] && break
 		sleep 0.2
 	done
 	[ "$got" = "$n" ] || { echo "Prometheus says '$got', want $n" >&2; cat "$T/prometheus.log" >&2; false; }
-	[ "$(query 'up{job="meshlens"}')" = 1 ]
-	[ "$(query 'sum(meshlens_tcp_received_bytes_total{direction="inbound"})')" = "$(truth_sum server_received)" ]
-	[ "$(query "sum(meshlens_tcp_connections_opened_total{direction=\"outbound\",dst_port=\"$(truth_port)\"})")" = "$n" ]
+	[ "$(prom_query 'up{job="meshlens"}')" = 1 ]
+	[ "$(prom_query 'sum(meshlens_tcp_received_bytes_total{direction="inbound"})')" = "$(truth_sum server_received)" ]
+	[ "$(prom_query "sum(meshlens_tcp_connections_opened_total{direction=\"outbound\",dst_port=\"$(truth_port)\"})")" = "$n" ]
 	# Prometheus found nothing to complain about in the scrapes
 	run grep -iE 'level=(warn|error).*(scrape|meshlens)' "$T/prometheus.log"
 	[ "$status" = 1 ]

@@ -196,3 +196,52 @@ teardown() { ml_teardown; }
 	[ "$(samples_in count "$T/m" meshlens_series)" = 1 ]
 	expect_in "$T/m" 10000 meshlens_series_limit 'set="ip_pair"'
 }
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "Istio's TCP metrics on a real Prometheus: Kiali's graph queries and the dashboards' TCP panels equal the traffic tool's counts" {
+	write_istio_md
+	start_metrics_daemon --metadata "$T/md.json"
+	start_prometheus
+	internal='istio_tcp_sent_bytes_total{reporter="source",source_workload_namespace="ns-cli"}'
+	external='istio_tcp_sent_bytes_total{reporter="source",source_workload_namespace!="ns-srv",source_workload!="unknown",destination_service_namespace="ns-srv"}'
+	# a first connection, scraped, then more: Prometheus sees the counters grow
+	traffic pairs 127.0.0.2 100:200
+	wait_for '[ "$(prom_query "sum($internal)")" = 200 ]'
+	traffic pairs 127.0.0.2 300:400 50:7000
+	n=$(count_truth conn)
+	req=$(truth_sum client_sent) resp=$(truth_sum server_sent)
+	[ "$n" = 3 ] && [ "$req" = 450 ] && [ "$resp" = 7600 ] || false
+	# Kiali's TCP edge queries, as it sends them (a workload inside the
+	# namespace; one from another namespace into the service's)
+	for sel in "$internal" "$external"; do
+		# the same selector and grouping on the counter: exact
+		wait_for '[ "$(prom_query "sum($sel) by ($KIALI_TCP_BY)")" = "$resp" ]'
+		kiali_edge_ok "$(prom_result "sum($sel) by ($KIALI_TCP_BY)")"
+		r=$(prom_result "sum(rate($sel [60s])) by ($KIALI_TCP_BY)")
+		kiali_edge_ok "$r"
+		jq -e '(.[0].value[1] | tonumber) > 0' <<<"$r" >/dev/null
+	done
+	# Istio's workload dashboard, inbound TCP panels of srv (reporter destination)
+	in='reporter=~"destination",connection_security_policy!="mutual_tls",destination_workload_namespace=~"ns-srv",destination_workload=~"srv"'
+	r=$(prom_result "sum(irate(istio_tcp_received_bytes_total{$in}[1m])) by (source_workload, source_workload_namespace)")
+	jq -e 'length == 1 and .[0].metric.source_workload == "cli" and .[0].metric.source_workload_namespace == "ns-cli"' <<<"$r" >/dev/null
+	[ "$(prom_query "sum(istio_tcp_received_bytes_total{$in}) by (source_workload, source_workload_namespace)")" = "$req" ]
+	[ "$(prom_query "sum(istio_tcp_sent_bytes_total{$in}) by (source_workload, source_workload_namespace)")" = "$resp" ]
+	# outbound panels of cli (reporter source): the same bytes, Istio's way round
+	out='reporter=~"source",source_workload_namespace=~"ns-cli",source_workload=~"cli"'
+	[ "$(prom_query "sum(istio_tcp_received_bytes_total{$out}) by (destination_service)")" = "$req" ]
+	[ "$(prom_query "sum(istio_tcp_sent_bytes_total{$out}) by (destination_service)")" = "$resp" ]
+	for rep in source destination; do
+		[ "$(prom_query "sum(istio_tcp_connections_opened_total{reporter=\"$rep\",destination_workload=\"srv\"})")" = "$n" ]
+		[ "$(prom_query "sum(istio_tcp_connections_closed_total{reporter=\"$rep\",destination_workload=\"srv\"})")" = "$n" ]
+	done
+	# every label Istio has, with Istio's fixed values where meshlens cannot know
+	prom_result 'istio_tcp_connections_opened_total{reporter="destination"}' | jq -e '.[0].metric |
+	  .request_protocol == "tcp" and .connection_security_policy == "unknown" and
+	  .source_principal == "spiffe://cluster.local/ns/ns-cli/sa/cli" and .source_app == "cli-app" and
+	  .source_version == "v1" and .source_cluster == "c1" and .destination_app == "srv-app" and
+	  .destination_version == "v2" and .destination_cluster == "c1" and
+	  .destination_principal == "spiffe://cluster.local/ns/ns-srv/sa/srv"' >/dev/null
+	run grep -iE 'level=(warn|error).*(scrape|meshlens)' "$T/prometheus.log"
+	[ "$status" = 1 ]
+}

@@ -322,6 +322,40 @@ static void test_cgroups(void **state)
 	assert_false(ml_metadata_cgroup_unknown(f->md, 0));
 }
 
+/* Istio's identity keys: each kept as given, each optional, each a name
+ * like the others (1 to 253 bytes). */
+static void test_istio_keys(void **state)
+{
+	struct fx *f = *state;
+	const struct ml_workload *w;
+	uint8_t a[16] = { [10] = 0xff, [11] = 0xff, [12] = 10, [15] = 7 };
+
+	load(f, "{\"workloads\":[{\"ips\":[\"10.0.0.7\"],\"workload\":\"reviews-v2\","
+		"\"namespace\":\"bookinfo\",\"service\":\"reviews\",\"canonical_service\":\"reviews\","
+		"\"canonical_revision\":\"v2\",\"app\":\"reviews\",\"version\":\"v2\","
+		"\"cluster\":\"Kubernetes\","
+		"\"principal\":\"spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews\"},"
+		"{\"ips\":[\"10.0.0.8\"],\"workload\":\"bare\"}]}");
+	w = ml_metadata_by_addr(f->md, a);
+	assert_non_null(w);
+	assert_string_equal(w->canonical_service, "reviews");
+	assert_string_equal(w->canonical_revision, "v2");
+	assert_string_equal(w->app, "reviews");
+	assert_string_equal(w->version, "v2");
+	assert_string_equal(w->cluster, "Kubernetes");
+	assert_string_equal(w->principal, "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews");
+	a[15] = 8;
+	w = ml_metadata_by_addr(f->md, a);
+	assert_non_null(w);
+	assert_null(w->canonical_service);
+	assert_null(w->principal);
+	ml_metadata_free(f->md);
+	f->md = NULL;
+	write_file(f, "{\"workloads\":[{\"ips\":[\"10.0.0.7\"],\"workload\":\"x\",\"version\":\"\"}]}");
+	assert_null(ml_metadata_open(f->file, f->root, f->err, sizeof(f->err)));
+	assert_non_null(strstr(f->err, "workloads[0].\"version\": not a string of 1 to 253 bytes"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -331,6 +365,7 @@ int main(void)
 		T(test_zero_length_prefixes), T(test_bad_files),
 		T(test_reload),            T(test_cgroups),
 		T(test_duplicate_addresses_warned),
+		T(test_istio_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,7 +116,7 @@ static struct metrics *new_metrics(unsigned int max_series, unsigned int idle)
 static long long sample(struct metrics *m, const char *name, const char *labels)
 {
 	struct expo e = { 0 };
-	char key[512], *s, *p;
+	char key[1024], *s, *p;
 	long long v = -1;
 
 	metrics_render(m, &e);
@@ -741,6 +741,95 @@ static void test_both_sets_off(void **state)
 	metrics_free(m);
 }
 
+/* ---- Istio set ------------------------------------------------------------- */
+
+/* The server (10.0.0.1) fully described; clients have only workload and
+ * namespace, so Istio's defaults show. */
+static void istio_identify(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out)
+{
+	identify(ctx, r, out);
+	if (r->dst_addr[15] == 1)
+		out->dst = (struct metrics_end){ .service = "web-svc",
+						 .canonical_service = "web-canon",
+						 .canonical_revision = "v2",
+						 .principal = "spiffe://cluster.local/ns/web/sa/server",
+						 .app = "web-app",
+						 .version = "v2",
+						 .cluster = "east" };
+}
+
+#define ISTIO(rep, src, srcns, canon, rev)                                                  \
+	"reporter=\"" rep "\",source_workload=\"" src "\",source_canonical_service=\"" canon \
+	"\",source_canonical_revision=\"" rev "\",source_workload_namespace=\"" srcns        \
+	"\",source_principal=\"unknown\",source_app=\"unknown\",source_version=\"unknown\","  \
+	"source_cluster=\"unknown\",destination_service=\"web-svc.web.svc.cluster.local\","   \
+	"destination_service_namespace=\"web\",destination_service_name=\"web-svc\","         \
+	"destination_workload=\"server\",destination_canonical_service=\"web-canon\","        \
+	"destination_canonical_revision=\"v2\",destination_workload_namespace=\"web\","       \
+	"destination_principal=\"spiffe://cluster.local/ns/web/sa/server\","                  \
+	"destination_app=\"web-app\",destination_version=\"v2\",destination_cluster=\"east\"," \
+	"request_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"unknown\""
+
+/*
+ * Istio's families: reporter by the socket's side, every label Istio has,
+ * Istio's defaults where nothing is said, and Istio's sent/received — the
+ * response's and the request's bytes whichever end reports.
+ */
+static void test_istio_set_labels_and_bytes(void **state)
+{
+	struct metrics_config cfg = { .max_series = 100, .identify = istio_identify,
+				      .identify_ctx = &who, .istio = true };
+	struct metrics *m = metrics_new(&cfg);
+	struct metrics_stats st;
+	struct tcp_probe_info r;
+
+	(void)state;
+	assert_non_null(m);
+	memset(&who, 0, sizeof(who));
+	/* client2 -> server: the client sends 300 (the request), receives 30 */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 1, 300, 30);
+	metrics_record(m, &r);
+	/* the server's socket of the same connection: receives 300, sends 30 */
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_INBOUND, 2, 80, 2, 30, 300);
+	metrics_record(m, &r);
+	for (int i = 0; i < 2; i++) {
+		const char *l = i ? ISTIO("destination", "client2", "app", "client2", "latest")
+				  : ISTIO("source", "client2", "app", "client2", "latest");
+
+		assert_int_equal(sample(m, "istio_tcp_connections_opened_total", l), 1);
+		assert_int_equal(sample(m, "istio_tcp_connections_closed_total", l), 1);
+		assert_int_equal(sample(m, "istio_tcp_received_bytes_total", l), 300);
+		assert_int_equal(sample(m, "istio_tcp_sent_bytes_total", l), 30);
+	}
+	/* a failed attempt from an unknown client: ztunnel's failed family */
+	r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 10, 80, 3, 0, 0);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "istio_tcp_connections_failed_total",
+				ISTIO("source", "unknown", "unknown", "unknown", "unknown")),
+			 1);
+	/* the workload set is there too, and the Istio set counts in the stats */
+	assert_int_equal(sample(m, "meshlens_workload_tcp_sent_bytes_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 300);
+	metrics_stats(m, &st);
+	assert_true(st.enabled[METRICS_ISTIO]);
+	assert_int_equal(st.series[METRICS_ISTIO], 3);
+	assert_string_equal(metrics_set_name(METRICS_ISTIO), "istio");
+	metrics_free(m);
+	/* workload_off: Istio's set alone */
+	cfg.workload_off = true;
+	m = metrics_new(&cfg);
+	assert_non_null(m);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 1, 300, 30);
+	metrics_record(m, &r);
+	metrics_stats(m, &st);
+	assert_false(st.enabled[METRICS_WORKLOAD]);
+	assert_int_equal(sample(m, "istio_tcp_received_bytes_total",
+				ISTIO("source", "client2", "app", "client2", "latest")),
+			 300);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -757,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_idle_series_dropped_unless_live),
 		cmocka_unit_test(test_render_sorted_grouped_stable),
 		cmocka_unit_test(test_workload_series_named_once_per_connection),
+		cmocka_unit_test(test_istio_set_labels_and_bytes),
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
