@@ -26,8 +26,32 @@
 #define NO_SLOT UINT32_MAX /* the set is off */
 #define CONNS_INIT 512     /* tracked connections before the first growth */
 
+/*
+ * A histogram of closed connections: bucket i counts values <= bound[i]
+ * (not cumulative here; rendered cumulative), the last one the rest.
+ * Bounds are integers in the value's own unit (ns, us), so a value on a
+ * bound lands in that bound's bucket exactly.
+ */
+#define HIST_BOUNDS 12
+struct hist {
+	uint64_t b[HIST_BOUNDS + 1];
+	uint64_t sum; /* in the value's unit */
+};
+
+/* Connection duration (ns): 1 ms .. 1 h. */
+static const uint64_t dur_bound[HIST_BOUNDS] = {
+	1000000ULL,	5000000ULL,	 10000000ULL,	  50000000ULL,
+	100000000ULL,	500000000ULL,	 1000000000ULL,	  5000000000ULL,
+	10000000000ULL, 60000000000ULL, 300000000000ULL, 3600000000000ULL,
+};
+/* Smoothed RTT at close (us): 100 us .. 1 s. */
+static const uint64_t srtt_bound[HIST_BOUNDS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
 struct series {
 	uint64_t opened, closed, failed, sent, received, retrans;
+	struct hist duration, srtt; /* closed connections (not in the Istio set) */
 	uint64_t last_active_ns;
 	uint64_t hash;
 	uint32_t live;     /* tracked connections counting into this series */
@@ -537,6 +561,31 @@ static void advance(struct conn *c, const struct tcp_probe_info *r, struct delta
 static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint64_t now_ns,
 		      const struct delta *d);
 
+static void hist_add(struct hist *h, const uint64_t bound[HIST_BOUNDS], uint64_t v)
+{
+	int i = 0;
+
+	while (i < HIST_BOUNDS && v > bound[i])
+		i++;
+	h->b[i]++;
+	h->sum += v;
+}
+
+/* A closed connection's duration and smoothed RTT into its series. */
+static void observe(struct metrics *m, const uint32_t slot[METRICS_SETS],
+		    const struct tcp_probe_info *r)
+{
+	for (int k = 0; k < METRICS_SETS; k++) {
+		struct series *s;
+
+		if (slot[k] == NO_SLOT || k == METRICS_ISTIO)
+			continue;
+		s = &m->t[k].s[slot[k]];
+		hist_add(&s->duration, dur_bound, r->duration);
+		hist_add(&s->srtt, srtt_bound, r->srtt_us);
+	}
+}
+
 /*
  * A raw LIVE record (ML_F_RAW, iter/task_file): the kernel's counters less
  * the bases of the connection's open record give its payload so far.
@@ -608,8 +657,11 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 		break;
 	}
 	add_delta(m, slot, r->close_ns, &d);
-	if (r->type == ML_REC_CONN_CLOSE && c)
-		conn_del(m, c, pos);
+	if (r->type == ML_REC_CONN_CLOSE) {
+		observe(m, slot, r);
+		if (c)
+			conn_del(m, c, pos);
+	}
 }
 
 static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint64_t now_ns,
@@ -793,6 +845,99 @@ static void render_istio(struct table *t, struct expo *e)
 	}
 }
 
+/* One series' labels: k, v, ..., NULL (room for an le pair after). */
+static void series_labels(const struct table *t, const struct series *s, const char **l)
+{
+	int k = 0;
+
+	l[k++] = "direction";
+	l[k++] = dir_name[s->direction];
+	if (t->set == METRICS_IP_PAIR) {
+		l[k++] = "src_ip";
+		l[k++] = s->ip.src_text;
+		l[k++] = "dst_ip";
+		l[k++] = s->ip.dst_text;
+		l[k++] = "dst_port";
+		l[k++] = s->ip.port_text;
+	} else {
+		static const char *const key[WL_LABELS] = { "src_workload", "src_namespace",
+							    "dst_workload", "dst_namespace" };
+
+		for (int i = 0; i < WL_LABELS; i++) {
+			l[k++] = key[i];
+			l[k++] = s->wl.v[i];
+		}
+	}
+	l[k] = NULL;
+}
+
+/* NAME_bucket{..., le} (cumulative), NAME_sum (in unit * scale), NAME_count. */
+static void render_hist(struct expo *e, const char *name, const char **labels,
+			const struct hist *h, const uint64_t bound[HIST_BOUNDS], double scale)
+{
+	char bname[128], le[32];
+	uint64_t cum = 0;
+	int k = 0;
+
+	while (labels[k])
+		k++;
+	snprintf(bname, sizeof(bname), "%s_bucket", name);
+	for (int i = 0; i <= HIST_BOUNDS; i++) {
+		cum += h->b[i];
+		if (i < HIST_BOUNDS)
+			snprintf(le, sizeof(le), "%.9g", (double)bound[i] * scale);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		labels[k] = "le";
+		labels[k + 1] = le;
+		labels[k + 2] = NULL;
+		expo_sample_u64(e, bname, labels, cum);
+	}
+	labels[k] = NULL;
+	snprintf(bname, sizeof(bname), "%s_sum", name);
+	expo_sample_f64(e, bname, labels, (double)h->sum * scale);
+	snprintf(bname, sizeof(bname), "%s_count", name);
+	expo_sample_u64(e, bname, labels, cum);
+}
+
+/*
+ * meshlens_*tcp_connection_duration_seconds and meshlens_*tcp_srtt_seconds:
+ * closed connections by how long they lasted (connect() or accept() to
+ * close) and by their smoothed RTT at close.
+ */
+static void render_hists(struct table *t, uint32_t n, struct expo *e, const char *prefix,
+			 const char *by)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+		const uint64_t *bound;
+		double scale;
+	} h[] = {
+		{ "connection_duration_seconds",
+		  "Closed TCP connections by duration, connect() or accept() to close",
+		  offsetof(struct series, duration), dur_bound, 1e-9 },
+		{ "srtt_seconds", "Closed TCP connections by smoothed RTT at close",
+		  offsetof(struct series, srtt), srtt_bound, 1e-6 },
+	};
+	const char *labels[2 * (WL_LABELS + 1) + 3];
+	char name[96], help[192];
+
+	for (size_t f = 0; f < sizeof(h) / sizeof(h[0]); f++) {
+		snprintf(name, sizeof(name), "%s%s", prefix, h[f].name);
+		snprintf(help, sizeof(help), "%s, by direction and %s.", h[f].help, by);
+		expo_family(e, name, "histogram", help);
+		for (uint32_t i = 0; i < n; i++) {
+			const struct series *s = &t->s[t->order[i]];
+
+			series_labels(t, s, labels);
+			render_hist(e, name, labels,
+				    (const struct hist *)((const char *)s + h[f].off), h[f].bound,
+				    h[f].scale);
+		}
+	}
+}
+
 static void render_table(struct table *t, struct expo *e)
 {
 	static const char *const prefix[] = { "meshlens_tcp_", "meshlens_workload_tcp_" };
@@ -833,6 +978,7 @@ static void render_table(struct table *t, struct expo *e)
 						v);
 		}
 	}
+	render_hists(t, n, e, prefix[t->set], by[t->set]);
 }
 
 void metrics_render(struct metrics *m, struct expo *e)

@@ -66,13 +66,16 @@ teardown() {
 	run awk '/^meshlens_tcp_/ {
 	           l = $0; sub(/^[^{]*\{/, "", l); sub(/\}.*/, "", l)
 	           n = split(l, kv, ","); split("", seen); good = 0
+	           bucket = $0 ~ /^[a-z_]*_bucket\{/
 	           for (i = 1; i <= n; i++) {
 	             k = kv[i]; sub(/=.*/, "", k)
 	             if (k == "") continue
-	             if (k in seen || k !~ /^(direction|src_ip|dst_ip|dst_port)$/) { good = -9; break }
+	             if (k in seen || k !~ /^(direction|src_ip|dst_ip|dst_port|le)$/ ||
+	                 (k == "le" && !bucket)) { good = -9; break }
 	             seen[k] = 1; good++
 	           }
-	           if (good != 4) print }' "$T/body"
+	           # a histogram bucket has le too
+	           if (good != 4 + bucket) print }' "$T/body"
 	[ -z "$output" ]
 }
 
@@ -435,4 +438,35 @@ teardown() {
 	# Prometheus found nothing to complain about in the scrapes
 	run grep -iE 'level=(warn|error).*(scrape|meshlens)' "$T/prometheus.log"
 	[ "$status" = 1 ]
+}
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "duration and smoothed-RTT histograms: every closed connection in the bucket of its access-log values, none shorter than the traffic tool held it" {
+	start_metrics_daemon
+	traffic pairs 127.0.0.1 10:10 20:20 30:30 --hold-ms 300
+	traffic many 127.0.0.1 5
+	n=$(count_truth conn)
+	[ "$n" = 8 ]
+	wait_records $((2 * n))
+	wait_metric "$n" meshlens_tcp_connections_closed_total 'direction="inbound"'
+	scrape_to "$T/m"
+	for dir in outbound inbound; do
+		for h in "connection_duration_seconds duration_ns 1e9 0.001 0.005 0.01 0.05 0.1 0.5 1 5 10 60 300 3600" \
+			 "srtt_seconds srtt_us 1e6 0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 1"; do
+			read -r name key scale bounds <<<"$h"
+			for le in $bounds +Inf; do
+				# the access log's values of this direction at or below the bound
+				want=$(jq -s --arg d "$dir" --arg k "$key" --argjson s "$scale" --arg le "$le" '
+				  map(select(.direction == $d and .success) | .[$k] / $s)
+				  | map(select($le == "+Inf" or . <= ($le | tonumber))) | length' "$T/access.log")
+				got=$(samples_in sum "$T/m" "meshlens_tcp_${name}_bucket" "direction=\"$dir\"" "le=\"$le\"")
+				[ "$got" = "$want" ] || { echo "$name{$dir,le=$le}: $got, want $want" >&2; false; }
+			done
+			[ "$(samples_in sum "$T/m" "meshlens_tcp_${name}_count" "direction=\"$dir\"")" = "$n" ]
+		done
+	done
+	# the three held 300 ms are over 0.1 s, the five others not
+	held=$(samples_in sum "$T/m" meshlens_tcp_connection_duration_seconds_bucket 'direction="outbound"' 'le="0.1"')
+	[ "$held" = 5 ]
+	promtool_ok "$T/m"
 }

@@ -377,6 +377,8 @@ static void test_render_sorted_grouped_stable(void **state)
 	assert_memory_equal(e1.buf, e2.buf, e1.len);
 	s = text(&e1);
 	char prev[256] = "";
+	bool histogram = false;
+	int histogram_samples = 0;
 
 	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "# HELP ", 7)) {
@@ -387,16 +389,23 @@ static void test_render_sorted_grouped_stable(void **state)
 		}
 		if (!strncmp(line, "# TYPE ", 7)) {
 			type++;
+			histogram = strstr(line, " histogram") != NULL;
 			continue;
 		}
 		/* every sample belongs to the family announced last */
-		assert_int_equal(strncmp(line, last_family, strcspn(line, "{")), 0);
+		assert_int_equal(strncmp(line, last_family, strcspn(last_family, " ")), 0);
+		if (histogram) { /* buckets by le, then _sum, _count: checked elsewhere */
+			histogram_samples++;
+			continue;
+		}
 		/* inbound series before outbound, addresses ascending */
 		assert_true(strcmp(prev, line) < 0);
 		snprintf(prev, sizeof(prev), "%s", line);
 	}
-	assert_int_equal(help, 6);
-	assert_int_equal(type, 6);
+	/* six counters, two histograms */
+	assert_int_equal(help, 8);
+	assert_int_equal(type, 8);
+	assert_true(histogram_samples > 0);
 	free(s);
 	expo_free(&e1);
 	expo_free(&e2);
@@ -830,6 +839,64 @@ static void test_istio_set_labels_and_bytes(void **state)
 	metrics_free(m);
 }
 
+/*
+ * Duration and smoothed-RTT histograms of closed connections: a value on a
+ * bound counts in that bound's bucket (le is <=), buckets cumulative, sum
+ * in seconds, count = closes; open, live and failed records add nothing.
+ */
+static void test_histograms_of_closed_connections(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+	static const struct {
+		uint64_t duration_ns;
+		uint32_t srtt_us;
+	} c[] = { { 1000000, 100 }, { 1000001, 101 }, { 750000000, 20000 }, { 7200000000000ULL, 2000000 } };
+
+	(void)state;
+	for (unsigned int i = 0; i < 4; i++) {
+		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 10 + i, 1, 1);
+		r.duration = c[i].duration_ns;
+		r.srtt_us = c[i].srtt_us;
+		metrics_record(m, &r);
+	}
+	r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 2, 80, 20, 0, 0);
+	r.duration = 5;
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 21, 0, 0);
+	r.duration = 5;
+	metrics_record(m, &r);
+#define B(le) OUT ",le=\"" le "\""
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("0.001")), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("0.005")), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("0.5")), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("1")), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("3600")), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_bucket", B("+Inf")), 4);
+	assert_int_equal(sample(m, "meshlens_tcp_connection_duration_seconds_count", OUT), 4);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("0.0001")), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("0.00025")), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("0.025")), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("1")), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("+Inf")), 4);
+	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_count", OUT), 4);
+#undef B
+	{
+		struct expo e = { 0 };
+		char *t;
+
+		metrics_render(m, &e);
+		t = text(&e);
+		assert_non_null(strstr(t, "# TYPE meshlens_tcp_srtt_seconds histogram\n"));
+		/* 0.001 + 0.001000001 + 0.75 + 7200 s */
+		assert_non_null(strstr(t, "\nmeshlens_tcp_connection_duration_seconds_sum{" OUT "} 7200.752\n"));
+		assert_non_null(strstr(t, "\nmeshlens_tcp_srtt_seconds_sum{" OUT "} 2.020201\n"));
+		free(t);
+		expo_free(&e);
+	}
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -847,6 +914,7 @@ int main(void)
 		cmocka_unit_test(test_render_sorted_grouped_stable),
 		cmocka_unit_test(test_workload_series_named_once_per_connection),
 		cmocka_unit_test(test_istio_set_labels_and_bytes),
+		cmocka_unit_test(test_histograms_of_closed_connections),
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
