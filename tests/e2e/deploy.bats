@@ -545,7 +545,10 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	wait_conns 11
 	scrape "$port" "$T/m2"
 	grep -q '^meshlens_tcp_connections_opened_total{' "$T/m2"
-	awk '$1 == "#" && $2 == "TYPE" { print $3 }' "$T/m" "$T/m2" | sort -u >"$T/exported"
+	# a histogram family is queried by its _bucket, _sum and _count series
+	awk '$1 == "#" && $2 == "TYPE" { print $3 }
+	     $1 == "#" && $2 == "TYPE" && $4 == "histogram" { print $3 "_bucket"; print $3 "_sum"; print $3 "_count" }' \
+		"$T/m" "$T/m2" | sort -u >"$T/exported"
 	{ jq -r '.. | objects | (.expr?, .definition?) | strings' "$DASHBOARD"; cat "$ROOT/README.md"; } |
 		grep -oE 'meshlens_[a-z_]+' | sort -u >"$T/named"
 	[ "$(grep -c . "$T/named")" -ge 15 ]
