@@ -44,7 +44,7 @@ driver=systemd
 
 usage() {
 	cat <<EOF
-Usage: $prog [options]
+Usage: $prog [options]   (--opt VALUE or --opt=VALUE)
   --node NAME            only the pods of this node (default: \$NODE_NAME;
                          required when reading the API)
   --output FILE          metadata file to write ('-' = stdout)
@@ -65,6 +65,7 @@ die_usage() {
 
 while [ $# -gt 0 ]; do
 	case $1 in
+	--*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;; # --opt=value, as the DaemonSet passes them
 	--node | --output | --from-file | --interval | --cgroup-driver)
 		[ $# -ge 2 ] || die_usage "$1 needs a value"
 		case $1 in

@@ -209,7 +209,8 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	[ "$(ls -A "$T/md")" = workloads.json ]
 }
 
-@test "metadata-sync.sh: cgroupfs driver, no node filter, atomic replace only on change, usage errors" {
+@test "metadata-sync.sh: cgroupfs driver, no node filter, --opt=value, atomic replace only on change, usage errors" {
+	local args
 	tmpdir
 	"$SYNC" --from-file "$FIXTURE" --cgroup-driver cgroupfs --output - >"$T/all.json"
 	[ "$(jq '.workloads | length' "$T/all.json")" = 6 ]
@@ -217,6 +218,12 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	  kubepods/besteffort/pod9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b ]
 	[ "$(jq -r '.workloads[] | select(.workload == "ratings-db") | .cgroups[0]' "$T/all.json")" = \
 	  kubepods/pod1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d ]
+	# the DaemonSet's arguments (--opt=value) are taken
+	mapfile -t args < <(y2j "$DEPLOY/k8s/daemonset.yaml" | jq -r '.[0].spec.template.spec.initContainers[] | select(.name == "metadata-sync") | .args[]')
+	[ "${#args[@]}" -ge 2 ]
+	"$SYNC" "${args[@]}" --from-file "$FIXTURE" --node node-1 --output - >"$T/ds.json"
+	"$SYNC" --from-file "$FIXTURE" --node node-1 --output - | diff - "$T/ds.json"
+	rm "$T/ds.json"
 	# same content: the file is left alone; new content: a new file renamed over it
 	"$SYNC" --from-file "$FIXTURE" --node node-1 --output "$T/w.json" 2>/dev/null
 	ino=$(stat -c %i "$T/w.json")
