@@ -3,7 +3,10 @@
 # "Workload metadata file") for the pods of one node, from the Kubernetes API.
 #
 #   {"workloads": [{"ips": [...], "cgroups": [...], "workload": "...",
-#                   "namespace": "...", "service": "...", "node": "..."}]}
+#                   "namespace": "...", "service": "...", "node": "...",
+#                   "canonical_service": "...", "canonical_revision": "...",
+#                   "app": "...", "version": "...", "cluster": "...",
+#                   "principal": "..."}]}
 #
 # One entry per pod of the node that is not finished (phase Succeeded or
 # Failed):
@@ -19,6 +22,20 @@
 #   service    the first (by name) Service of the namespace whose selector
 #              matches the pod's labels; left out when none does
 #   node       spec.nodeName
+# and the names of Istio's standard metrics, derived as Istio derives them
+# (a label with an empty value counts as absent):
+#   canonical_service   label service.istio.io/canonical-name, else
+#              app.kubernetes.io/name, else app, else the workload
+#   canonical_revision  label service.istio.io/canonical-revision, else
+#              app.kubernetes.io/version, else version, else "latest"
+#   app        label app, else app.kubernetes.io/name; left out if neither
+#   version    label version, else app.kubernetes.io/version; left out if
+#              neither
+#   cluster    --cluster; left out without it
+#   principal  spiffe://<--trust-domain>/ns/<namespace>/sa/<spec.serviceAccountName,
+#              "default" if none>
+# meshlens takes names of 1 to 253 bytes: a longer one is left out (not
+# cut: a cut name would be a wrong name), and so is an empty one.
 #
 # The file is replaced atomically (written beside it, then renamed over
 # it), and only when its content changes. If the first read of the API
@@ -41,10 +58,12 @@ from_file=""
 once=false
 interval=30
 driver=systemd
+cluster=${MESHLENS_CLUSTER:-}
+trust_domain=cluster.local
 
 usage() {
 	cat <<EOF
-Usage: $prog [options]
+Usage: $prog [options]   (--opt VALUE or --opt=VALUE)
   --node NAME            only the pods of this node (default: \$NODE_NAME;
                          required when reading the API)
   --output FILE          metadata file to write ('-' = stdout)
@@ -54,6 +73,10 @@ Usage: $prog [options]
   --once                 read the API once, write, and exit
   --interval SECONDS     seconds between two reads of the API (default 30)
   --cgroup-driver D      the kubelet's cgroup driver: systemd (default) or cgroupfs
+  --cluster NAME         the cluster's name, for Istio's source_/destination_cluster
+                         (default: \$MESHLENS_CLUSTER; none: left out)
+  --trust-domain DOMAIN  the SPIFFE trust domain of the pods' principals
+                         (spiffe://DOMAIN/ns/NS/sa/SA; default cluster.local)
   -h, --help             print this help and exit
 EOF
 }
@@ -65,7 +88,8 @@ die_usage() {
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--node | --output | --from-file | --interval | --cgroup-driver)
+	--*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;; # --opt=value, as the DaemonSet passes them
+	--node | --output | --from-file | --interval | --cgroup-driver | --cluster | --trust-domain)
 		[ $# -ge 2 ] || die_usage "$1 needs a value"
 		case $1 in
 		--node) node=$2 ;;
@@ -73,6 +97,8 @@ while [ $# -gt 0 ]; do
 		--from-file) from_file=$2 ;;
 		--interval) interval=$2 ;;
 		--cgroup-driver) driver=$2 ;;
+		--cluster) cluster=$2 ;;
+		--trust-domain) trust_domain=$2 ;;
 		esac
 		shift 2
 		;;
@@ -84,8 +110,11 @@ done
 
 case $driver in systemd | cgroupfs) ;; *) die_usage "--cgroup-driver '$driver': systemd or cgroupfs" ;; esac
 case $interval in '' | *[!0-9]* | 0) die_usage "--interval '$interval': a whole number of seconds > 0" ;; esac
+case $trust_domain in '' | */*) die_usage "--trust-domain '$trust_domain': a domain name, without '/'" ;; esac
 [ -n "$output" ] || die_usage "--output needs a file or '-'"
 [ -n "$from_file" ] || [ -n "$node" ] || die_usage "no node: set NODE_NAME or --node"
+[ "$(printf %s "$cluster" | wc -c)" -le 253 ] ||
+	echo "$prog: --cluster is longer than 253 bytes, more than meshlens takes: left out of the file" >&2
 command -v jq >/dev/null || { echo "$prog: jq is not installed" >&2; exit 1; }
 
 # The input: one JSON document holding Pods and Services (kind on each
@@ -117,6 +146,26 @@ def pod_cgroups:
 def pod_ips:
   if .spec.hostNetwork == true then []
   else [(.status.podIPs // [])[].ip, (.status.podIP // empty)] | unique end;
+# the value of the first of the labels $ks the pod has, not empty; or null
+def label_of($ks):
+  (.metadata.labels // {}) as $l | [$ks[] | $l[.] | strings | select(. != "")] | first;
+# {$k: $v} when meshlens takes $v as a name (1 to 253 bytes), else {}
+def name($k; $v):
+  if ($v | type) == "string" and $v != "" and ($v | utf8bytelength) <= 253
+  then {($k): $v} else {} end;
+# the keys of the Istio metrics of the pod, whose workload is $wl
+def istio($wl):
+  name("canonical_service";
+       label_of(["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"]) // $wl)
+  + name("canonical_revision";
+         label_of(["service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"])
+         // "latest")
+  + name("app"; label_of(["app", "app.kubernetes.io/name"]))
+  + name("version"; label_of(["version", "app.kubernetes.io/version"]))
+  + name("cluster"; $cluster)
+  + name("principal";
+         "spiffe://\($trust_domain)/ns/\(.metadata.namespace)/sa/\(
+           [.spec.serviceAccountName | strings | select(. != "")] | first // "default")");
 def selects($pod):
   .metadata.namespace == $pod.metadata.namespace
   and (.spec.selector | to_entries | all(.value == (($pod.metadata.labels // {})[.key])));
@@ -131,16 +180,19 @@ def selects($pod):
     | select(.status.phase != "Succeeded" and .status.phase != "Failed")
     | . as $pod
     | ([$services[] | select(selects($pod)) | .metadata.name] | first) as $svc
-    | {ips: pod_ips, cgroups: pod_cgroups, workload: workload,
+    | workload as $wl
+    | {ips: pod_ips, cgroups: pod_cgroups, workload: $wl,
        namespace: .metadata.namespace}
       + (if $svc == null then {} else {service: $svc} end)
       + {node: (.spec.nodeName // "")}
+      + istio($wl)
   ] | sort_by(.namespace, .workload, .cgroups)}
 '
 
 # transform FILE: the metadata document of FILE's pods and services
 transform() {
-	jq --arg node "$node" --arg driver "$driver" "$TRANSFORM" "$1"
+	jq --arg node "$node" --arg driver "$driver" --arg cluster "$cluster" \
+		--arg trust_domain "$trust_domain" "$TRANSFORM" "$1"
 }
 
 # publish JSON: write the metadata file atomically, if its content changed

@@ -182,7 +182,7 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 
 # --- metadata-sync.sh ------------------------------------------------------------
 
-@test "metadata-sync.sh on a kubectl dump: this node's live pods, with IPs, cgroups, workload, namespace, service" {
+@test "metadata-sync.sh on a kubectl dump: this node's live pods, with IPs, cgroups, workload, namespace, service, Istio's names" {
 	tmpdir
 	run "$SYNC" --from-file "$FIXTURE" --node node-1 --output "$T/md/workloads.json"
 	echo "$output"
@@ -193,9 +193,24 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	[ "$(jq '.workloads | length' "$f")" = 5 ]
 	[ "$(jq -r '[.workloads[].node] | unique | join(" ")' "$f")" = node-1 ]
 	[ "$(jq '[.workloads[] | select(.workload == "report-28391040" or .workload == "ratings-v1")] | length' "$f")" = 0 ]
-	# a Deployment's pod: both IPs, the systemd cgroup of a Burstable pod, the Service
+	# a Deployment's pod: both IPs, the systemd cgroup of a Burstable pod, the
+	# Service; Istio's canonical labels beat app.kubernetes.io/* and app/version,
+	# app and version come from app and version; the principal from its
+	# service account; no --cluster: no cluster
 	[ "$(jq -c '.workloads[] | select(.ips == ["10.244.1.7", "fd00::7"])' "$f")" = \
-	  '{"ips":["10.244.1.7","fd00::7"],"cgroups":["kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8f2d1c3e_6a41_4b6f_9c1a_2f0e7d5b9a10.slice"],"workload":"productpage-v1","namespace":"bookinfo","service":"productpage","node":"node-1"}' ]
+	  '{"ips":["10.244.1.7","fd00::7"],"cgroups":["kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8f2d1c3e_6a41_4b6f_9c1a_2f0e7d5b9a10.slice"],"workload":"productpage-v1","namespace":"bookinfo","service":"productpage","node":"node-1","canonical_service":"bookinfo-productpage","canonical_revision":"v1-canary","app":"productpage","version":"v1","principal":"spiffe://cluster.local/ns/bookinfo/sa/bookinfo-productpage"}' ]
+	# app.kubernetes.io/name beats app for the canonical service, not for app;
+	# no version label: app.kubernetes.io/version; no service account: "default"
+	[ "$(jq -c '.workloads[] | select(.workload == "ratings-db") | del(.ips, .cgroups)' "$f")" = \
+	  '{"workload":"ratings-db","namespace":"bookinfo","service":"ratings-db","node":"node-1","canonical_service":"mongodb","canonical_revision":"7.0.14","app":"ratings-db","version":"7.0.14","principal":"spiffe://cluster.local/ns/bookinfo/sa/default"}' ]
+	# none of the labels: the workload's name, "latest", no app, no version
+	[ "$(jq -c '.workloads[] | select(.workload == "debug") | del(.ips, .cgroups)' "$f")" = \
+	  '{"workload":"debug","namespace":"default","node":"node-1","canonical_service":"debug","canonical_revision":"latest","principal":"spiffe://cluster.local/ns/default/sa/default"}' ]
+	[ "$(jq -c '.workloads[] | select(.workload == "kube-proxy") | del(.ips, .cgroups)' "$f")" = \
+	  '{"workload":"kube-proxy","namespace":"kube-system","node":"node-1","canonical_service":"kube-proxy","canonical_revision":"latest","principal":"spiffe://cluster.local/ns/kube-system/sa/kube-proxy"}' ]
+	# never an empty value (meshlens refuses one), no cluster anywhere
+	[ "$(jq '[.workloads[][] | select(. == "")] | length' "$f")" = 0 ]
+	[ "$(jq '[.workloads[] | select(has("cluster"))] | length' "$f")" = 0 ]
 	# a StatefulSet's Guaranteed pod sits right under kubepods.slice
 	[ "$(jq -c '.workloads[] | select(.workload == "ratings-db") | [.cgroups, .service]' "$f")" = \
 	  '[["kubepods.slice/kubepods-pod1a2b3c4d_5e6f_4a1b_9c2d_3e4f5a6b7c8d.slice"],"ratings-db"]' ]
@@ -209,14 +224,47 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	[ "$(ls -A "$T/md")" = workloads.json ]
 }
 
-@test "metadata-sync.sh: cgroupfs driver, no node filter, atomic replace only on change, usage errors" {
+@test "metadata-sync.sh: cgroupfs driver, no node filter, --cluster, --trust-domain, names over 253 bytes left out, --opt=value, atomic replace only on change, usage errors" {
+	local long sa args
 	tmpdir
-	"$SYNC" --from-file "$FIXTURE" --cgroup-driver cgroupfs --output - >"$T/all.json"
+	"$SYNC" --from-file "$FIXTURE" --cgroup-driver cgroupfs --cluster east-1 --trust-domain=mesh.example.org --output - >"$T/all.json"
 	[ "$(jq '.workloads | length' "$T/all.json")" = 6 ]
 	[ "$(jq -r '.workloads[] | select(.workload == "ratings-v1") | .cgroups[0]' "$T/all.json")" = \
 	  kubepods/besteffort/pod9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b ]
 	[ "$(jq -r '.workloads[] | select(.workload == "ratings-db") | .cgroups[0]' "$T/all.json")" = \
 	  kubepods/pod1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d ]
+	# the DaemonSet's arguments (--opt=value) are taken
+	mapfile -t args < <(y2j "$DEPLOY/k8s/daemonset.yaml" | jq -r '.[0].spec.template.spec.initContainers[] | select(.name == "metadata-sync") | .args[]')
+	[ "${#args[@]}" -ge 2 ]
+	"$SYNC" "${args[@]}" --from-file "$FIXTURE" --node node-1 --output - >"$T/ds.json"
+	"$SYNC" --from-file "$FIXTURE" --node node-1 --output - | diff - "$T/ds.json"
+	rm "$T/ds.json"
+	# a pod with only app and version: they name its canonical service and revision
+	[ "$(jq -c '.workloads[] | select(.workload == "ratings-v1") | del(.ips, .cgroups)' "$T/all.json")" = \
+	  '{"workload":"ratings-v1","namespace":"bookinfo","service":"ratings","node":"node-2","canonical_service":"ratings","canonical_revision":"v1","app":"ratings","version":"v1","cluster":"east-1","principal":"spiffe://mesh.example.org/ns/bookinfo/sa/bookinfo-ratings"}' ]
+	# --cluster on every workload; the trust domain in every principal
+	[ "$(jq -r '[.workloads[].cluster] | unique | join(" ")' "$T/all.json")" = east-1 ]
+	[ "$(jq '[.workloads[] | select(.namespace as $ns | .principal | startswith("spiffe://mesh.example.org/ns/\($ns)/sa/"))] | length' "$T/all.json")" = 6 ]
+	# $MESHLENS_CLUSTER without --cluster; --cluster beats it
+	[ "$(MESHLENS_CLUSTER=west-2 "$SYNC" --from-file "$FIXTURE" --node node-2 --output - | jq -r '.workloads[0].cluster')" = west-2 ]
+	[ "$(MESHLENS_CLUSTER=west-2 "$SYNC" --from-file "$FIXTURE" --node node-2 --cluster c3 --output - | jq -r '.workloads[0].cluster')" = c3 ]
+	# an empty --cluster is none
+	[ "$(MESHLENS_CLUSTER= "$SYNC" --from-file "$FIXTURE" --node node-2 --cluster "" --output - | jq '.workloads[0] | has("cluster")')" = false ]
+	# meshlens takes 1 to 253 bytes: longer names are left out, not cut (bytes,
+	# not characters: 127 x "é" is 254 bytes); the other keys stay
+	long=$(printf 'é%.0s' $(seq 127))
+	sa=$(printf 's%.0s' $(seq 220))
+	jq --arg long "$long" --arg sa "$sa" '(.items[] | select(.metadata.name == "ratings-v1-5c7f9d8b4-qw8rt"))
+	    |= (.metadata.labels["service.istio.io/canonical-name"] = $long | .spec.serviceAccountName = $sa)' \
+	    "$FIXTURE" >"$T/long.json"
+	"$SYNC" --from-file "$T/long.json" --node node-2 --cluster "$(printf 'c%.0s' $(seq 254))" --output - \
+	    >"$T/long.out" 2>"$T/long.err"
+	grep -q -- '--cluster is longer than 253 bytes' "$T/long.err"
+	[ "$(jq -c '.workloads[0] | del(.ips, .cgroups)' "$T/long.out")" = \
+	  '{"workload":"ratings-v1","namespace":"bookinfo","service":"ratings","node":"node-2","canonical_revision":"v1","app":"ratings","version":"v1"}' ]
+	# exactly 253 bytes is a name
+	[ "$("$SYNC" --from-file "$FIXTURE" --node node-2 --cluster "$(printf 'c%.0s' $(seq 253))" --output - | jq '.workloads[0].cluster | utf8bytelength')" = 253 ]
+	rm "$T/long.json" "$T/long.out" "$T/long.err"
 	# same content: the file is left alone; new content: a new file renamed over it
 	"$SYNC" --from-file "$FIXTURE" --node node-1 --output "$T/w.json" 2>/dev/null
 	ino=$(stat -c %i "$T/w.json")
@@ -232,6 +280,12 @@ json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None], s
 	[ "$status" = 2 ]
 	[[ "$output" == *"no node"* ]]
 	run "$SYNC" --from-file "$FIXTURE" --cgroup-driver nope
+	[ "$status" = 2 ]
+	run "$SYNC" --from-file "$FIXTURE" --trust-domain ""
+	[ "$status" = 2 ]
+	run "$SYNC" --from-file "$FIXTURE" --trust-domain a/b
+	[ "$status" = 2 ]
+	run "$SYNC" --from-file "$FIXTURE" --cluster
 	[ "$status" = 2 ]
 	run "$SYNC" --from-file "$T/missing.json" --output -
 	[ "$status" = 1 ]
