@@ -288,19 +288,27 @@ static const char *or_unknown(const char *v)
  * known); the destination service is the Kubernetes service's host name
  * (cluster domain cluster.local), its name and its workload's namespace.
  */
+/* An end's eight labels, in Istio's order: workload, canonical service,
+ * canonical revision, namespace, principal, app, version, cluster. */
+static void istio_end(const char *workload, const char *ns, const struct metrics_end *e,
+		      const char **v)
+{
+	v[0] = or_unknown(workload);
+	v[1] = e->canonical_service ? e->canonical_service : v[0];
+	v[2] = e->canonical_revision ? e->canonical_revision : workload ? "latest" : "unknown";
+	v[3] = or_unknown(ns);
+	v[4] = or_unknown(e->principal);
+	v[5] = or_unknown(e->app);
+	v[6] = or_unknown(e->version);
+	v[7] = or_unknown(e->cluster);
+}
+
 static void istio_values(const struct metrics_names *n, struct probe *p)
 {
-	const struct metrics_end *s = &n->src, *d = &n->dst;
+	const struct metrics_end *d = &n->dst;
 	const char **v = p->v;
 
-	v[0] = or_unknown(n->src_workload);
-	v[1] = s->canonical_service ? s->canonical_service : v[0];
-	v[2] = s->canonical_revision ? s->canonical_revision : n->src_workload ? "latest" : "unknown";
-	v[3] = or_unknown(n->src_namespace);
-	v[4] = or_unknown(s->principal);
-	v[5] = or_unknown(s->app);
-	v[6] = or_unknown(s->version);
-	v[7] = or_unknown(s->cluster);
+	istio_end(n->src_workload, n->src_namespace, &n->src, v);
 	if (d->service && n->dst_namespace &&
 	    snprintf(p->svc_host, sizeof(p->svc_host), "%s.%s.svc.cluster.local", d->service,
 		     n->dst_namespace) < (int)sizeof(p->svc_host))
@@ -309,14 +317,7 @@ static void istio_values(const struct metrics_names *n, struct probe *p)
 		v[8] = or_unknown(d->service);
 	v[9] = d->service ? or_unknown(n->dst_namespace) : "unknown";
 	v[10] = or_unknown(d->service);
-	v[11] = or_unknown(n->dst_workload);
-	v[12] = d->canonical_service ? d->canonical_service : v[11];
-	v[13] = d->canonical_revision ? d->canonical_revision : n->dst_workload ? "latest" : "unknown";
-	v[14] = or_unknown(n->dst_namespace);
-	v[15] = or_unknown(d->principal);
-	v[16] = or_unknown(d->app);
-	v[17] = or_unknown(d->version);
-	v[18] = or_unknown(d->cluster);
+	istio_end(n->dst_workload, n->dst_namespace, d, v + 11);
 }
 
 static void probe_of(enum metrics_set set, const struct tcp_probe_info *r,
