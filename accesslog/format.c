@@ -400,14 +400,21 @@ static void jw_workloads(struct jw *w, const struct accesslog_identity *id)
 	jw_opt(w, "dst_service", id->dst_service);
 }
 
-int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
-			const struct accesslog_identity *id, char *buf, size_t len)
+/* A close's (iv NULL) or an interim line's (iv: the interval's counts). */
+static int format_conn(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
+		       const struct accesslog_identity *id, const struct accesslog_interval *iv,
+		       char *buf, size_t len)
 {
 	struct jw w;
 
 	jw_init(&w, buf, len);
-	jw_lit(&w, "{");
-	jw_time(&w, "\"time\":", 7, mono_to_real(r->close_ns, clk->mono_to_real_ns));
+	if (iv) {
+		jw_lit(&w, "{\"type\":\"interim\",");
+		jw_time(&w, "\"time\":", 7, mono_to_real(r->close_ns, clk->mono_to_real_ns));
+	} else {
+		jw_lit(&w, "{");
+		jw_time(&w, "\"time\":", 7, mono_to_real(r->close_ns, clk->mono_to_real_ns));
+	}
 	jw_time(&w, jw_key("start_time"), mono_to_real(r->start_ns, clk->mono_to_real_ns));
 	jw_num(&w, "duration_ns", r->duration);
 	jw_word(&w, "direction", direction_name(r->direction));
@@ -431,6 +438,11 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 	jw_num(&w, "min_rtt_us", r->rtt_min);
 	jw_num(&w, "mss", r->mss_cache);
 	jw_num(&w, "retransmits", r->total_retrans);
+	if (iv) {
+		jw_num(&w, "interval_sent_bytes", iv->sent_bytes);
+		jw_num(&w, "interval_received_bytes", iv->received_bytes);
+		jw_num(&w, "interval_retransmits", iv->retransmits);
+	}
 	jw_num(&w, "segs_in", r->segs_in);
 	jw_num(&w, "segs_out", r->segs_out);
 	jw_num(&w, "lost", r->lost_out);
@@ -448,6 +460,19 @@ int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_c
 	}
 	jw_lit(&w, "}\n");
 	return jw_end(&w);
+}
+
+int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
+			const struct accesslog_identity *id, char *buf, size_t len)
+{
+	return format_conn(r, clk, id, NULL, buf, len);
+}
+
+int accesslog_format_interim(const struct tcp_probe_info *r, const struct accesslog_interval *iv,
+			     const struct accesslog_clock *clk, const struct accesslog_identity *id,
+			     char *buf, size_t len)
+{
+	return format_conn(r, clk, id, iv, buf, len);
 }
 
 /* "SYN|ACK": the flags of TCP's header byte 13, lowest bit first */

@@ -79,6 +79,21 @@ struct accesslog_identity {
 int accesslog_format_id(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 			const struct accesslog_identity *id, char *buf, size_t len);
 
+/* What an interval of an open connection added (interim lines). */
+struct accesslog_interval {
+	uint64_t sent_bytes, received_bytes, retransmits;
+};
+
+/*
+ * An open connection's interim line (log_interval_s): {"type":"interim",
+ * ...} with the keys of a close line — r's counters the cumulative ones so
+ * far — and "interval_sent_bytes", "interval_received_bytes",
+ * "interval_retransmits": what the interval added. -1 if buf is too small.
+ */
+int accesslog_format_interim(const struct tcp_probe_info *r, const struct accesslog_interval *iv,
+			     const struct accesslog_clock *clk, const struct accesslog_identity *id,
+			     char *buf, size_t len);
+
 /* Names of a drop flow's reason, resolved by the caller. */
 struct accesslog_drop_names {
 	const char *reason; /* "NETFILTER_DROP" */

@@ -34,7 +34,7 @@ bool ml_live_refresh(struct ml_live *lv)
 {
 	const size_t rec = sizeof(struct tcp_probe_info);
 	struct ml_pipeline *pl = lv->drain->pl;
-	bool full = lv->passes++ % ML_LIVE_FULL_EVERY == 0;
+	bool full = lv->passes++ % ML_LIVE_FULL_EVERY == 0 || lv->every_pass_full;
 	size_t have = 0;
 	ssize_t n;
 	int fd;

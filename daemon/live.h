@@ -24,6 +24,7 @@ struct ml_live {
 	char *buf;              /* the iterator's read buffer, grown as needed */
 	size_t cap;
 	uint64_t passes;
+	bool every_pass_full; /* interim lines: every open connection, every pass */
 };
 
 /*

@@ -142,6 +142,11 @@ static int new_metrics(struct ml_daemon *d, char *err, size_t errlen)
 		cfg.workload_off = !d->opt.workload_metrics;
 		cfg.identify_ctx = &d->pl;
 	}
+	if (d->opt.log_interval_s && d->pl.sink) {
+		cfg.interim_ns = (uint64_t)d->opt.log_interval_s * 1000000000ULL;
+		cfg.interim = ml_pipeline_interim;
+		cfg.interim_ctx = &d->pl;
+	}
 	d->pl.metrics = metrics_new(&cfg);
 	if (d->pl.metrics)
 		return 0;
@@ -247,7 +252,8 @@ static int start(struct ml_daemon *d, char *err, size_t errlen)
 					    o->max_series, err, errlen))
 		return ml_fail(ML_EXIT_RUNTIME, "", err);
 	d->pl.reasons = d->drops_on ? &d->reasons : NULL;
-	d->live = (struct ml_live){ .bpf = &d->bpf, .drain = &d->drain };
+	d->live = (struct ml_live){ .bpf = &d->bpf, .drain = &d->drain,
+				    .every_pass_full = o->log_interval_s && d->pl.sink };
 	d->scrape = (struct ml_scrape){ .bpf = &d->bpf, .drain = &d->drain,
 					.drops = d->drops_on ? &d->drops : NULL, .http = d->http,
 					.max_series = o->max_series,

@@ -94,6 +94,7 @@ void ml_options_init(struct ml_options *o)
 	o->series_idle_seconds = 3600;
 	o->log_max_size_kb = 0;
 	o->log_max_files = 5;
+	o->log_interval_s = 0;
 }
 
 static char *dup_or_null(const char *s, bool *ok)
@@ -225,6 +226,8 @@ static const struct cfg_key cfg_keys[] = {
 	  .min = 0, .max = 31536000 },
 	{ .name = "log_max_size_kb", .kind = CFG_UINT, .off = OFF(log_max_size_kb),
 	  .min = 0, .max = 4194304 },
+	{ .name = "log_interval_s", .kind = CFG_UINT, .off = OFF(log_interval_s), .min = 0,
+	  .max = 86400 },
 	{ .name = "log_max_files", .kind = CFG_UINT, .off = OFF(log_max_files),
 	  .min = 1, .max = 1000 },
 };

@@ -54,6 +54,8 @@ struct ml_options {
 	unsigned int log_max_size_kb;   /* key "log_max_size_kb": rotate the access-log file before it
 					 * passes this many KiB, 0..4194304 (4 GiB); 0 = never (default) */
 	unsigned int log_max_files;     /* key "log_max_files": rotated (gzip) files kept, 1..1000; default 5 */
+	unsigned int log_interval_s;    /* key "log_interval_s": an interim access-log line per
+					 * interval of an open connection, 0..86400; 0 = off (default) */
 	/* one-shot actions (command line only) */
 	bool gen_config, list, probe, diagnose, detach, version, help;
 };

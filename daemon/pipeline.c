@@ -119,3 +119,24 @@ bool ml_pipeline_unstall(struct ml_pipeline *p)
 	ml_metadata_rescan(p->md);
 	return true;
 }
+
+void ml_pipeline_interim(void *pipeline, const struct tcp_probe_info *r,
+			 const struct metrics_interval *iv)
+{
+	struct ml_pipeline *p = pipeline;
+	struct accesslog_interval a = { iv->sent, iv->received, iv->retrans };
+	struct accesslog_identity id = { 0 };
+	char line[ACCESSLOG_LINE_MAX];
+	int len = -1;
+
+	if (!p->sink)
+		return;
+	if (p->md) {
+		identify(p->md, r, &id, NULL, NULL);
+		len = accesslog_format_interim(r, &a, &p->clk, &id, line, sizeof(line));
+	}
+	if (len < 0) /* no metadata, or names too long for a line */
+		len = accesslog_format_interim(r, &a, &p->clk, NULL, line, sizeof(line));
+	if (len > 0)
+		accesslog_append(p->sink, line, (size_t)len);
+}

@@ -44,6 +44,11 @@ void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct me
 #define ML_PIPELINE_AGAIN 1
 int ml_pipeline_record(void *pipeline, void *data, size_t size);
 
+/* The metrics' interim callback (log_interval_s), ctx = the pipeline:
+ * an interim line into the sink. */
+void ml_pipeline_interim(void *pipeline, const struct tcp_probe_info *r,
+			 const struct metrics_interval *iv);
+
 /* After ML_PIPELINE_AGAIN: rescan the cgroup tree. Whether there was one. */
 bool ml_pipeline_unstall(struct ml_pipeline *p);
 

@@ -100,6 +100,10 @@ struct conn {
 	/* the open record's bases (probe.h), for ML_F_RAW records; a SYN's
 	 * sequence space plus Fast Open data, far below 2^32 */
 	uint32_t sent_base, recv_base;
+	/* interim reports: the next boundary, what was reported up to it */
+	uint64_t next_interim_ns;
+	uint64_t logged_sent, logged_received;
+	uint32_t logged_retrans;
 };
 
 struct metrics {
@@ -588,6 +592,32 @@ static void observe(struct metrics *m, const uint32_t slot[METRICS_SETS],
 }
 
 /*
+ * An interim report when r (a LIVE record: close_ns is the pass's time)
+ * is past the connection's next boundary; the boundaries stay start +
+ * k * interval however late a pass comes, one report per pass at most.
+ */
+static void interim_due(struct metrics *m, struct conn *c, const struct tcp_probe_info *r)
+{
+	uint64_t iv_ns = m->cfg.interim_ns;
+	struct tcp_probe_info cum;
+	struct metrics_interval iv;
+
+	if (!iv_ns || r->close_ns < c->next_interim_ns)
+		return;
+	iv = (struct metrics_interval){ c->sent - c->logged_sent, c->received - c->logged_received,
+					c->retrans - c->logged_retrans };
+	cum = *r;
+	cum.sent_bytes = c->sent;
+	cum.received_bytes = c->received;
+	cum.total_retrans = c->retrans;
+	m->cfg.interim(m->cfg.interim_ctx, &cum, &iv);
+	c->logged_sent = c->sent;
+	c->logged_received = c->received;
+	c->logged_retrans = c->retrans;
+	c->next_interim_ns += iv_ns * ((r->close_ns - c->next_interim_ns) / iv_ns + 1);
+}
+
+/*
  * A raw LIVE record (ML_F_RAW, iter/task_file): the kernel's counters less
  * the bases of the connection's open record give its payload so far.
  */
@@ -601,6 +631,8 @@ static void live_raw(struct metrics *m, struct conn *c, const struct tcp_probe_i
 	c->seen_gen = m->gen;
 	advance(c, &abs, &d);
 	add_delta(m, c->slot, r->close_ns, &d);
+	/* no interim report: a raw record has no addresses, ports or start
+	 * to put in a line (only the storage-reading passes give them) */
 }
 
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
@@ -629,8 +661,11 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 			m->cfg.identify(m->cfg.identify_ctx, r, &names);
 		for (int k = 0; k < METRICS_SETS; k++)
 			slot[k] = m->t[k].on ? table_slot(&m->t[k], r, &names) : NO_SLOT;
-		if (trackable && r->type != ML_REC_CONN_CLOSE)
+		if (trackable && r->type != ML_REC_CONN_CLOSE) {
 			c = conn_add(m, r->sock_cookie, pos, slot);
+			if (c)
+				c->next_interim_ns = r->start_ns + m->cfg.interim_ns;
+		}
 		/* opened once: now if tracked from here on, else at its close */
 		d.opened = r->type == ML_REC_CONN_CLOSE ||
 			   (c && (r->type == ML_REC_CONN_OPEN || r->type == ML_REC_CONN_LIVE));
@@ -644,6 +679,7 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 		if (c) {
 			c->seen_gen = m->gen;
 			advance(c, r, &d);
+			interim_due(m, c, r);
 		}
 		break;
 	case ML_REC_CONN_OPEN:

@@ -71,6 +71,11 @@ struct metrics_names {
 	struct metrics_end src, dst; /* the Istio set's */
 };
 
+/* What an interval of an open connection added, as counted here. */
+struct metrics_interval {
+	uint64_t sent, received, retrans;
+};
+
 struct metrics_config {
 	unsigned int max_series;          /* cap on series, per set */
 	unsigned int series_idle_seconds; /* drop series idle this long; 0 = never */
@@ -78,6 +83,16 @@ struct metrics_config {
 	/* the workload set, when set: names of r's ends (r's first record) */
 	void (*identify)(void *ctx, const struct tcp_probe_info *r, struct metrics_names *out);
 	bool istio;        /* with identify: the Istio-standard set too (istio_tcp_*) */
+	/*
+	 * Interim reports (log_interval_s): every interim_ns of a tracked
+	 * connection's life, at the first LIVE record past the boundary,
+	 * interim(ctx, r with the cumulative counters, what the interval
+	 * added). 0: off. Not from raw records (ML_F_RAW): they carry no
+	 * addresses to report.
+	 */
+	uint64_t interim_ns;
+	void (*interim)(void *ctx, const struct tcp_probe_info *r, const struct metrics_interval *iv);
+	void *interim_ctx;
 	bool workload_off; /* with identify: no meshlens_workload_tcp_* (Istio's alone) */
 	void *identify_ctx;
 };
