@@ -897,6 +897,66 @@ static void test_histograms_of_closed_connections(void **state)
 	metrics_free(m);
 }
 
+static struct {
+	int n;
+	struct metrics_interval iv[8];
+	struct tcp_probe_info r[8];
+} reports;
+
+static void on_interim(void *ctx, const struct tcp_probe_info *r, const struct metrics_interval *iv)
+{
+	(void)ctx;
+	assert_true(reports.n < 8);
+	reports.iv[reports.n] = *iv;
+	reports.r[reports.n++] = *r;
+}
+
+/*
+ * Interim reports: at the first LIVE record past start + k * interval,
+ * one per pass at most, however late; cumulative counters in the record,
+ * the interval's additions beside; nothing from raw records.
+ */
+static void test_interim_reports_on_boundaries(void **state)
+{
+	struct metrics_config cfg = { .max_series = 10, .ip_pairs = true,
+				      .interim_ns = 1000000000, .interim = on_interim };
+	struct metrics *m = metrics_new(&cfg);
+	struct tcp_probe_info r;
+	static const struct {
+		uint64_t at_ns, sent, received;
+	} live[] = { { 500000000, 10, 1 },  { 1200000000, 30, 2 }, { 1300000000, 40, 3 },
+		     { 3500000000, 70, 4 }, { 3900000000, 70, 4 }, { 4000000000, 75, 5 } };
+
+	(void)state;
+	assert_non_null(m);
+	memset(&reports, 0, sizeof(reports));
+	r = rec(ML_REC_CONN_OPEN, ML_DIR_OUTBOUND, 2, 80, 1, 0, 0);
+	r.start_ns = 0;
+	metrics_record(m, &r);
+	for (unsigned int i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 1, live[i].sent, live[i].received);
+		r.close_ns = live[i].at_ns;
+		metrics_record(m, &r);
+	}
+	/* at 1.2 s (boundary 1 s), at 3.5 s (boundaries 2 and 3 s: one report), at 4 s */
+	assert_int_equal(reports.n, 3);
+	assert_int_equal(reports.r[0].sent_bytes, 30);
+	assert_int_equal(reports.iv[0].sent, 30);
+	assert_int_equal(reports.iv[0].received, 2);
+	assert_int_equal(reports.r[1].sent_bytes, 70);
+	assert_int_equal(reports.iv[1].sent, 40);
+	assert_int_equal(reports.r[2].close_ns, 4000000000ULL);
+	assert_int_equal(reports.iv[2].sent, 5);
+	assert_int_equal(reports.iv[2].received, 1);
+	/* a raw record past the next boundary reports nothing */
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 1, 80, 6);
+	r.flags = ML_F_RAW;
+	r.close_ns = 6000000000ULL;
+	metrics_record(m, &r);
+	assert_int_equal(reports.n, 3);
+	metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -915,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_workload_series_named_once_per_connection),
 		cmocka_unit_test(test_istio_set_labels_and_bytes),
 		cmocka_unit_test(test_histograms_of_closed_connections),
+		cmocka_unit_test(test_interim_reports_on_boundaries),
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
