@@ -34,7 +34,7 @@ CFLAGS=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # target: module sources | libraries | max input length
 declare -A SRCS=(
 	[config]="daemon/options.c lib/file.c lib/parse.c lib/util.c"
-	[accesslog]="accesslog/format.c accesslog/sink.c accesslog/rotate.c lib/names.c"
+	[accesslog]="accesslog/format.c accesslog/sink.c accesslog/rotate.c lib/names.c lib/util.c"
 	[expo]="metrics/expo.c"
 	[http_parse]="lib/file.c lib/parse.c lib/util.c"	# includes metrics/http.c and daemon/options.c itself
 	[http]="metrics/http.c lib/parse.c"
