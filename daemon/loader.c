@@ -1000,6 +1000,11 @@ bool ml_bpf_live_by_task(const struct ml_bpf *b)
 	return b->variant[ML_FEAT_LIVE] > 0;
 }
 
+bool ml_bpf_live_full_records(const struct ml_bpf *b)
+{
+	return b->skel[ML_FEAT_LIVE] && b->variant[ML_FEAT_LIVE] < 2;
+}
+
 void ml_bpf_print_probe(const struct ml_bpf *b, FILE *out)
 {
 	struct ml_feature f[ML_FEATURES + 2];

@@ -160,6 +160,10 @@ const char *ml_feature_state_name(enum ml_feature_state s);
  */
 bool ml_bpf_live_by_task(const struct ml_bpf *b);
 
+/* Live passes read the socket storage (full records: addresses, start,
+ * TCP info), not only the raw per-task counters; false when off too. */
+bool ml_bpf_live_full_records(const struct ml_bpf *b);
+
 /* --probe: one line per feature: name, state, hook (or "-"), and why. */
 void ml_bpf_print_probe(const struct ml_bpf *b, FILE *out);
 

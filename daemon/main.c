@@ -247,6 +247,9 @@ static int start(struct ml_daemon *d, char *err, size_t errlen)
 		return ml_bpf_print_probe(&d->bpf, stdout), -1;
 	if (ml_bpf_live_by_task(&d->bpf)) /* see metrics.h */
 		metrics_live_set_expiry(d->pl.metrics, 10);
+	if (o->log_interval_s && d->pl.sink && !ml_bpf_live_full_records(&d->bpf))
+		fprintf(stderr, "meshlens: log_interval_s: no interim lines on this kernel (live "
+				"passes read no socket storage: --probe says why)\n");
 	d->drops_on = ml_bpf_on(&d->bpf, ML_FEAT_DROPS);
 	if (d->drops_on && ml_dropfeed_init(&d->drops, &d->bpf, &d->reasons, &d->pl, by_workload,
 					    o->max_series, err, errlen))

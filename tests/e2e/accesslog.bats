@@ -228,3 +228,15 @@ teardown() { ml_teardown; }
 			{ echo "$dir: interim lines do not add up" >&2; false; }
 	done
 }
+
+# host-only: user space alone, the same on every kernel (tests/vm/ leaves it out)
+@test "interim lines where live passes read only raw counters: said once at start, none written, the close lines unchanged" {
+	echo '{"refresh_interval_ms": 200, "log_interval_s": 1}' >"$T/c.json"
+	MESHLENS_TEST_REFUSE=ml_iter_live,ml_iter_task_file_st start_daemon -c "$T/c.json"
+	grep -q 'log_interval_s: no interim lines on this kernel' "$T/daemon.err"
+	traffic pairs 127.0.0.1 1000:2000 --hold-ms 1500
+	wait_records 2
+	[ "$(wc -l <"$T/access.log")" = 2 ]
+	run ! grep -q interim "$T/access.log"
+	check_conns
+}
