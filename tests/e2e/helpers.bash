@@ -94,6 +94,7 @@ start_prometheus() {
 	  --web.listen-address="127.0.0.1:$port" >"$T/prometheus.log" 2>&1 &
 	PROM_PID=$!
 	PROMURL=http://127.0.0.1:$port
+	# shellcheck disable=SC2016 # wait_for evaluates its condition each try
 	wait_for 'curl -sf "$PROMURL/-/ready" >/dev/null' || { cat "$T/prometheus.log" >&2; return 1; }
 }
 

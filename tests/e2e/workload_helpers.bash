@@ -38,6 +38,7 @@ wl() {
 }
 
 # Kiali's grouping of TCP edges (graph/telemetry/istio/istio.go, tcpGroupBy)
+# shellcheck disable=SC2034 # used by workload.bats
 KIALI_TCP_BY="source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,response_flags"
 
 # write_istio_md: a client at 127.0.0.1 and a server at 127.0.0.2, each
