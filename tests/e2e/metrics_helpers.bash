@@ -64,7 +64,9 @@ check_live_bytes() {
 	# the client sends more than 2^32 bytes (1.5 s on loopback here; the
 	# kernel matrix's emulated VMs take less: MESHLENS_E2E_LIVE_BYTES)
 	c=${MESHLENS_E2E_LIVE_BYTES:-4400000000} s=7000000
-	traffic_bg pairs 127.0.0.1 "$c:$s" --hold-ms 4000
+	# held open until released below (at most 60 s): a slow machine's
+	# transfer does not eat into the time the live passes have
+	traffic_bg --max-seconds 90 pairs 127.0.0.1 "$c:$s" --hold-ms 60000 --hold-until "$T/release"
 	out='direction="outbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	in='direction="inbound" src_ip="127.0.0.1" dst_ip="127.0.0.1"'
 	seen=""
@@ -98,6 +100,7 @@ check_live_bytes() {
 		[ -n "$seen" ] || { echo "live bytes never reached $c/$s:" >&2; grep bytes "$T/m" >&2; false; }
 	fi
 	expect_in "$T/m" 0 meshlens_tcp_connections_closed_total
+	touch "$T/release"
 	wait "$TOOL"
 	port=$(truth_port)
 	o=$(pair 127.0.0.1 127.0.0.1 "$port" outbound)

@@ -64,6 +64,7 @@ enum {
 	OPT_BYTES,
 	OPT_CPU,
 	OPT_PORTS,
+	OPT_HOLD_UNTIL,
 	/* global options */
 	OPT_CGROUP,
 	OPT_SYNCNT,
@@ -81,6 +82,7 @@ static struct {
 	bool quiet;
 	bool close_server;		/* pairs/many: server closes first */
 	uint64_t hold_ms;
+	const char *hold_until;	/* hold until this file exists (at most hold_ms) */
 	uint64_t interval_ms;
 	uint64_t base_bytes;
 	uint64_t timeout_ms;		/* connect: 0 means no extra bound */
@@ -122,7 +124,8 @@ static void usage(void)
 {
 	printf(
 "usage: mltraffic [--cgroup DIR] [--syncnt N] [--max-seconds S] [--quiet] MODE ...\n"
-"  pairs ADDR C:S [C:S ...] [--close client|server] [--hold-ms MS] [--interval-ms MS]\n"
+"  pairs ADDR C:S [C:S ...] [--close client|server] [--hold-ms MS]\n"
+"        [--hold-until FILE] [--interval-ms MS]\n"
 "  many ADDR N [--base-bytes B] [--close ...] [--hold-ms MS] [--interval-ms MS]\n"
 "  connect ADDR PORT [--timeout-ms MS]\n"
 "  serve ADDR PORT [--count N]\n"
@@ -375,6 +378,27 @@ static void sleep_ms(uint64_t ms)
 		;
 }
 
+/*
+ * A connection's hold before its close: --hold-ms, or with --hold-until
+ * until that file exists (a test releases it once it has seen what it
+ * waits for), at most --hold-ms.
+ */
+static void hold(void)
+{
+	uint64_t left = opt.hold_ms;
+
+	if (!opt.hold_until) {
+		sleep_ms(left);
+		return;
+	}
+	while (left && access(opt.hold_until, F_OK)) {
+		uint64_t step = left < 10 ? left : 10;
+
+		sleep_ms(step);
+		left -= step;
+	}
+}
+
 /* The short word for a connection outcome, as in meshlens's "failure". */
 static const char *outcome_word(int err)
 {
@@ -501,7 +525,7 @@ static void pairs_server(int lfd, int report_fd, const struct conn_spec *specs,
 			r.sent = write_n(fd, specs[i].s, &r.err);
 		if (!r.err) {
 			if (opt.close_server) {
-				sleep_ms(opt.hold_ms);
+				hold();
 			} else {
 				/* Wait for the client's close. */
 				r.received += read_eof(fd, &r.err);
@@ -543,7 +567,7 @@ static void pairs_client_conn(const struct addr *dst,
 			/* Wait for the server's close. */
 			r->received += read_eof(fd, &r->err);
 		} else {
-			sleep_ms(opt.hold_ms);
+			hold();
 		}
 	}
 	record_rtt(fd, r);
@@ -1271,7 +1295,7 @@ static const struct mode_desc {
 } modes[] = {
 	{ "pairs", mode_pairs,
 	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
-	  MODE_OPT(OPT_INTERVAL_MS) },
+	  MODE_OPT(OPT_HOLD_UNTIL) | MODE_OPT(OPT_INTERVAL_MS) },
 	{ "many", mode_many,
 	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
 	  MODE_OPT(OPT_INTERVAL_MS) | MODE_OPT(OPT_BASE_BYTES) },
@@ -1290,6 +1314,7 @@ static const struct option long_opts[] = {
 	{ "help",	 no_argument,	    NULL, OPT_HELP },
 	{ "close",	 required_argument, NULL, OPT_CLOSE },
 	{ "hold-ms",	 required_argument, NULL, OPT_HOLD_MS },
+	{ "hold-until",	 required_argument, NULL, OPT_HOLD_UNTIL },
 	{ "interval-ms", required_argument, NULL, OPT_INTERVAL_MS },
 	{ "base-bytes",	 required_argument, NULL, OPT_BASE_BYTES },
 	{ "timeout-ms",	 required_argument, NULL, OPT_TIMEOUT_MS },
@@ -1342,6 +1367,9 @@ static unsigned int parse_options(int argc, char **argv)
 			break;
 		case OPT_HOLD_MS:
 			opt.hold_ms = parse_u64(optarg, 0, MAX_MS, "--hold-ms");
+			break;
+		case OPT_HOLD_UNTIL:
+			opt.hold_until = optarg;
 			break;
 		case OPT_INTERVAL_MS:
 			opt.interval_ms = parse_u64(optarg, 0, MAX_MS,
