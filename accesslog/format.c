@@ -432,6 +432,8 @@ static int format_conn(const struct tcp_probe_info *r, const struct accesslog_cl
 		if (r->sk_err && strerrorname_np((int)r->sk_err))
 			jw_word(&w, "error", strerrorname_np((int)r->sk_err));
 	}
+	if (r->flags & ML_F_HANDSHAKE)
+		jw_num(&w, "handshake_us", r->handshake_us);
 	jw_num(&w, "sent_bytes", r->sent_bytes);
 	jw_num(&w, "received_bytes", r->received_bytes);
 	jw_num(&w, "srtt_us", r->srtt_us);

@@ -181,6 +181,8 @@ static __always_inline void ml_fill_head(struct tcp_probe_info *rec, struct sock
 	rec->direction = st->direction;
 	rec->protocol = IPPROTO_TCP;
 	rec->conn_success = st->connect_success;
+	rec->flags = st->flags & ML_F_HANDSHAKE;
+	rec->handshake_us = st->handshake_us;
 }
 
 /*
@@ -215,7 +217,7 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 		rec->sent_bytes = sent;
 		rec->received_bytes = received;
 	}
-	rec->flags = flags;
+	rec->flags |= flags;
 	rec->srtt_us = tp->srtt_us >> 3; /* the kernel keeps srtt << 3 */
 	rec->rtt_min = rtt_min == ~0U ? 0 : rtt_min; /* ~0U: no RTT sample yet */
 	rec->mss_cache = tp->mss_cache;

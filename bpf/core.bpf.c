@@ -149,12 +149,37 @@ static __always_inline struct ml_sock_state *ml_state(struct bpf_sock *sk, __u64
 	return st;
 }
 
+/*
+ * The handshake's latency, as exactly as each end can know it, at no cost
+ * per packet:
+ *  - outbound: connect() (cgroup/connect4/6, or the SYN's TCP_CONNECT_CB
+ *    where connect() ran before attach) to ESTABLISHED, our own clock;
+ *  - inbound: the kernel's own sample of the SYN-ACK's round trip, taken
+ *    by tcp_check_req() (tcp_synack_rtt_meas(), us) on the child just
+ *    before this callback — the first sample, so srtt is that sample. A
+ *    retransmitted SYN-ACK gives the kernel no exact sample (Karn; it
+ *    falls back on the timestamp echo, ms): none is reported then, nor
+ *    when the kernel has none at all (srtt 0).
+ */
+static __always_inline void ml_handshake(struct tcp_sock *tp, struct ml_sock_state *st, __u64 now)
+{
+	if (st->direction == ML_DIR_OUTBOUND) {
+		st->handshake_us = (now - st->connect_ns) / 1000;
+	} else {
+		if (tp->total_retrans || !tp->srtt_us) /* = the SYN-ACK's retransmissions */
+			return;
+		st->handshake_us = tp->srtt_us >> 3;
+	}
+	st->flags |= ML_F_HANDSHAKE;
+}
+
 /* Handshake done: take the SYN out of the counters, tell user space. */
 static __always_inline void ml_established(struct tcp_sock *tp, struct ml_sock_state *st,
 					   __u64 now)
 {
 	struct tcp_probe_info *rec;
 
+	ml_handshake(tp, st, now);
 	st->phase = ML_PH_ESTABLISHED;
 	st->connect_success = 1;
 	st->sent_base = tp->bytes_acked;

@@ -68,6 +68,7 @@ enum ml_failure {
 				 * user space subtracts the OPEN record's bases; only
 				 * type, flags, sock_cookie, state, total_retrans, close_ns
 				 * are filled */
+#define ML_F_HANDSHAKE (1u << 5) /* handshake_us is a measurement (ml_sock_state.flags too) */
 
 /*
  * One record per opened or closed connection or failed attempt (ringbuf
@@ -100,6 +101,10 @@ struct tcp_probe_info {
 	__u32 sk_err;         /* errno that ended the socket, 0 if none */
 	__u32 drops;          /* packets of this socket dropped (drop tracing on) */
 	__u32 last_drop_reason; /* enum skb_drop_reason of the last one */
+	__u32 handshake_us;   /* with ML_F_HANDSHAKE: outbound, connect() to ESTABLISHED;
+			       * inbound, the kernel's SYN-ACK round trip (see
+			       * ml_established()); us */
+	__u32 pad2;
 	__u16 src_port;       /* client port, host order */
 	__u16 dst_port;       /* server port, host order */
 	__u16 family;         /* AF_INET or AF_INET6 (of the socket) */
@@ -112,7 +117,7 @@ struct tcp_probe_info {
 	__u8 flags;           /* ML_F_* */
 	__u8 pad[3];
 };
-_Static_assert(sizeof(struct tcp_probe_info) == 144, "tcp_probe_info ABI size");
+_Static_assert(sizeof(struct tcp_probe_info) == 152, "tcp_probe_info ABI size");
 
 /* ml_sock_state.phase: how far an observed socket got. */
 enum ml_phase {
@@ -138,7 +143,7 @@ struct ml_sock_state {
 	__u8 direction;           /* enum ml_direction */
 	__u8 connect_success;     /* 1 once ESTABLISHED */
 	__u8 phase;               /* enum ml_phase */
-	__u8 flags;               /* unused (FIN_OUT is read from the state) */
+	__u8 flags;               /* ML_F_HANDSHAKE, or 0 (FIN_OUT is read from the state) */
 	__u8 live_seen;           /* a live pass has reported it */
 	__u8 pad;
 	__u32 drops;              /* packets of this socket dropped */
@@ -146,7 +151,7 @@ struct ml_sock_state {
 	__u64 live_sent;          /* counters the live-socket iterator last reported */
 	__u64 live_received;
 	__u32 live_retrans;
-	__u32 pad2;
+	__u32 handshake_us;       /* tcp_probe_info.handshake_us, with ML_F_HANDSHAKE in flags */
 };
 _Static_assert(sizeof(struct ml_sock_state) == 96, "ml_sock_state ABI size");
 

@@ -5,11 +5,11 @@
  *
  * Input layout (zero-padded when short):
  *
- *   [  0, 144)  struct tcp_probe_info        -> accesslog_format()
- *   [144, 152)  int64 mono_to_real_ns        (struct accesslog_clock)
- *   [152, 204)  struct ml_flow_key           -> accesslog_format_drop()
- *   [204, 252)  struct ml_flow_val
- *   [252, ...)  NUL-separated: drop reason, layer, module (raw bytes, at
+ *   [  0, 152)  struct tcp_probe_info        -> accesslog_format()
+ *   [152, 160)  int64 mono_to_real_ns        (struct accesslog_clock)
+ *   [160, 212)  struct ml_flow_key           -> accesslog_format_drop()
+ *   [212, 260)  struct ml_flow_val
+ *   [260, ...)  NUL-separated: drop reason, layer, module (raw bytes, at
  *               most 63 each), then the name the caller gives for
  *               last_drop_reason (mapped onto [A-Z0-9_], like a BTF name;
  *               empty = none, "UNKNOWN"; in the identity, or alone in one
@@ -54,7 +54,7 @@
 #define TAIL_OFF (VAL_OFF + sizeof(struct ml_flow_val))
 #define NAME_MAX_LEN 63
 
-_Static_assert(TAIL_OFF == 252, "input layout documented above");
+_Static_assert(TAIL_OFF == 260, "input layout documented above");
 
 static const char *cur_line; /* for die() */
 
@@ -332,8 +332,8 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 {
 	static const char *const keys_all[] = {
 		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
-		"dst_addr", "dst_port", "family", "success", "failure", "error", "sent_bytes",
-		"received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
+		"dst_addr", "dst_port", "family", "success", "failure", "error", "handshake_us",
+		"sent_bytes", "received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
 		"segs_out", "lost", "state", "sock_cookie", "drops", "last_drop_reason", NULL,
 	};
 	const size_t big = 8 * ACCESSLOG_LINE_MAX;
@@ -367,6 +367,8 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 			continue;
 		if (!strcmp(key, "error") && (r->conn_success || !r->sk_err ||
 					      !strerrorname_np((int)r->sk_err)))
+			continue;
+		if (!strcmp(key, "handshake_us") && !(r->flags & ML_F_HANDSHAKE))
 			continue;
 		if (!strcmp(key, "drops") && !(r->flags & ML_F_DROPS))
 			continue;
@@ -407,6 +409,8 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 		want_str(o, "failure", accesslog_failure_name(r->failure));
 	if (!r->conn_success && r->sk_err && strerrorname_np((int)r->sk_err))
 		want_str(o, "error", strerrorname_np((int)r->sk_err));
+	if (r->flags & ML_F_HANDSHAKE)
+		want_num(line, o, "handshake_us", r->handshake_us);
 	want_num(line, o, "sent_bytes", r->sent_bytes);
 	want_num(line, o, "received_bytes", r->received_bytes);
 	want_num(line, o, "srtt_us", r->srtt_us);

@@ -49,9 +49,18 @@ static const uint64_t srtt_bound[HIST_BOUNDS] = {
 	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
 };
 
+/*
+ * Handshake latency (us): 50 us .. 7 s; a lost SYN costs the initial RTO
+ * (1 s, then 3 s and 7 s in all from connect()).
+ */
+static const uint64_t handshake_bound[HIST_BOUNDS] = {
+	50, 100, 250, 500, 1000, 2500, 10000, 50000, 250000, 1000000, 3000000, 7000000,
+};
+
 struct series {
 	uint64_t opened, closed, failed, sent, received, retrans;
-	struct hist duration, srtt; /* closed connections (not in the Istio set) */
+	/* closed connections (not in the Istio set); handshake: those with a measurement */
+	struct hist duration, srtt, handshake;
 	uint64_t last_active_ns;
 	uint64_t hash;
 	uint32_t live;     /* tracked connections counting into this series */
@@ -588,6 +597,8 @@ static void observe(struct metrics *m, const uint32_t slot[METRICS_SETS],
 		s = &m->t[k].s[slot[k]];
 		hist_add(&s->duration, dur_bound, r->duration);
 		hist_add(&s->srtt, srtt_bound, r->srtt_us);
+		if (r->flags & ML_F_HANDSHAKE)
+			hist_add(&s->handshake, handshake_bound, r->handshake_us);
 	}
 }
 
@@ -956,6 +967,10 @@ static void render_hists(struct table *t, uint32_t n, struct expo *e, const char
 		  offsetof(struct series, duration), dur_bound, 1e-9 },
 		{ "srtt_seconds", "Closed TCP connections by smoothed RTT at close",
 		  offsetof(struct series, srtt), srtt_bound, 1e-6 },
+		{ "handshake_seconds",
+		  "Closed TCP connections by handshake latency (outbound: connect() to "
+		  "ESTABLISHED; inbound: the kernel's SYN-ACK round trip)",
+		  offsetof(struct series, handshake), handshake_bound, 1e-6 },
 	};
 	const char *labels[2 * (WL_LABELS + 1) + 3];
 	char name[96], help[192];

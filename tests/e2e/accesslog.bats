@@ -94,14 +94,22 @@ teardown() { ml_teardown; }
 	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
 }
 
+@test "handshake_us: outbound within the client's connect() call and no shorter than the kernel's SYN round trip; inbound the kernel's SYN-ACK round trip exactly" {
+	start_daemon
+	traffic pairs 127.0.0.1 100:100 100:100 100:100 100:100 100:100 100:100 100:100 100:100
+	traffic pairs ::1 100:100 100:100
+	wait_records 20
+	check_handshakes 10
+}
+
 @test "refused connection: success false, failure refused" {
 	start_daemon
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	traffic connect 127.0.0.1 "$port"
 	[ "$(jq -r .outcome "$T/truth.json")" = refused ]
 	wait_records 1
-	run jq -c '[.success, .failure, .direction, .dst_addr, .dst_port, .state, .sent_bytes, .received_bytes]' "$T/access.log"
-	[ "$output" = "[false,\"refused\",\"outbound\",\"127.0.0.1\",$port,\"SYN_SENT\",0,0]" ]
+	run jq -c '[.success, .failure, .direction, .dst_addr, .dst_port, .state, .sent_bytes, .received_bytes, has("handshake_us")]' "$T/access.log"
+	[ "$output" = "[false,\"refused\",\"outbound\",\"127.0.0.1\",$port,\"SYN_SENT\",0,0,false]" ]
 	[ "$(jq .src_port "$T/access.log")" = "$(jq .src_port "$T/truth.json")" ]
 }
 

@@ -67,3 +67,29 @@ restart_during_traffic() {
 	run jq -s --argjson p "$lport" 'map(select(.src_port == $p and .direction == "outbound"))[0].duration_ns' "$T/access.log"
 	[ "$output" -ge 900000000 ]
 }
+
+# check_handshakes N: each of the N connections the traffic tool made has
+# a handshake_us on both records, against the tool's ground truth — the
+# client's: at most its connect() call (meshlens's span starts inside it
+# and ends before it returns), at least the kernel's own SYN round trip
+# (tcpi_rtt read right after connect(), us, each end truncated: less 1);
+# the server's: exactly the kernel's SYN-ACK round trip (tcpi_rtt right
+# after accept(), before any byte was sent), and no key where the SYN-ACK
+# was retransmitted
+check_handshakes() {
+	local n=$1
+	run jq -n -e --slurpfile gt "$T/truth.json" --slurpfile al "$T/access.log" --argjson n "$n" '
+	  [ $gt[] | select(.event == "conn") ] as $c
+	  | ($c | length) == $n
+	  and all($c[]; . as $t
+	      | [ $al[] | select(.src_addr == $t.src_addr and .src_port == $t.src_port) ] as $r
+	      | ($r | length) == 2
+	      and ($r | map(select(.direction == "outbound"))[0]
+	           | .handshake_us <= ($t.client_connect_ns / 1000 | floor)
+	             and .handshake_us >= $t.client_handshake_rtt_us - 1)
+	      and ($r | map(select(.direction == "inbound"))[0]
+	           | if $t.server_handshake_retrans == 0
+	             then .handshake_us == $t.server_handshake_rtt_us
+	             else has("handshake_us") | not end))'
+	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
+}

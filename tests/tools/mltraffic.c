@@ -113,6 +113,12 @@ struct side_result {
 	int err;		/* 0, an errno value, or ERR_EOF */
 	unsigned int peer_port;	/* server only: the client's port */
 	unsigned int rtt_us;	/* client only: tcpi_rtt (smoothed RTT, us) before close */
+	/* the handshake: the client's connect() call (ns, CLOCK_MONOTONIC); each
+	 * end's tcpi_rtt and tcpi_total_retrans read right after connect() or
+	 * accept(), before any byte was sent (the kernel's handshake sample) */
+	uint64_t connect_ns;
+	unsigned int hs_rtt_us;
+	unsigned int hs_retrans;
 };
 
 struct conn_spec {
@@ -511,6 +517,26 @@ static void wait_server(void)
 
 /* --- pairs / many -------------------------------------------------------- */
 
+static uint64_t mono_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The kernel's RTT sample of the handshake, read before any byte is sent. */
+static void record_handshake(int fd, struct side_result *r)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		die(errno, "getsockopt(TCP_INFO)");
+	r->hs_rtt_us = ti.tcpi_rtt;
+	r->hs_retrans = ti.tcpi_total_retrans;
+}
+
 static void pairs_server(int lfd, int report_fd, const struct conn_spec *specs,
 			 uint64_t n)
 {
@@ -520,6 +546,7 @@ static void pairs_server(int lfd, int report_fd, const struct conn_spec *specs,
 		int fd = accept_conn(lfd, &peer);
 
 		r.peer_port = addr_port(&peer.ss);
+		record_handshake(fd, &r);
 		r.received = read_n(fd, specs[i].c, &r.err);
 		if (!r.err)
 			r.sent = write_n(fd, specs[i].s, &r.err);
@@ -553,11 +580,15 @@ static void pairs_client_conn(const struct addr *dst,
 			      struct side_result *r, struct addr *src)
 {
 	int fd = client_socket(dst, false);
+	uint64_t t0;
 
 	memset(r, 0, sizeof(*r));
 	/* Our own loopback listener must accept; anything else is a bug. */
+	t0 = mono_now_ns();
 	if (connect(fd, (const struct sockaddr *)&dst->ss, dst->len))
 		die(errno, "connect");
+	r->connect_ns = mono_now_ns() - t0;
+	record_handshake(fd, r);
 	local_addr(fd, src);
 	r->sent = write_n(fd, sp->c, &r->err);
 	if (!r->err)
@@ -652,10 +683,16 @@ static int run_pairs(const char *addr_arg, const struct conn_spec *specs,
 			       "\"server_sent\":%" PRIu64 ","
 			       "\"server_received\":%" PRIu64 ","
 			       "\"client_rtt_us\":%u,"
+			       "\"client_connect_ns\":%" PRIu64 ","
+			       "\"client_handshake_rtt_us\":%u,"
+			       "\"client_handshake_retrans\":%u,"
+			       "\"server_handshake_rtt_us\":%u,"
+			       "\"server_handshake_retrans\":%u,"
 			       "\"outcome\":\"%s\"}\n",
 			       family, src_str, src_port, dst_str, dst_port,
 			       cl.sent, cl.received, sv.sent, sv.received,
-			       cl.rtt_us, outcome);
+			       cl.rtt_us, cl.connect_ns, cl.hs_rtt_us, cl.hs_retrans,
+			       sv.hs_rtt_us, sv.hs_retrans, outcome);
 	}
 	close_fd(report[0]);
 	wait_server();

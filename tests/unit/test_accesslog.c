@@ -252,6 +252,24 @@ static void test_outbound_v4(void **state)
 	check_line(buf, n, &r, &w);
 }
 
+/* handshake_us: right after success, only where the kernel side measured it */
+static void test_handshake_key(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	char buf[BIG];
+
+	(void)state;
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_null(strstr(buf, "handshake_us"));
+	r.flags |= ML_F_HANDSHAKE;
+	r.handshake_us = 4294967295u;
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"success\":true,\"handshake_us\":4294967295,\"sent_bytes\":1234,"));
+	r.handshake_us = 0; /* a measurement of 0 us is still one */
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"success\":true,\"handshake_us\":0,\"sent_bytes\""));
+}
+
 /* identity keys: appended after the fixed ones, escaped, absent when NULL */
 static void test_identity_keys(void **state)
 {
@@ -460,7 +478,7 @@ static void test_number_limits(void **state)
 		"\"src_addr\":\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\",\"src_port\":65535,"
 		"\"dst_addr\":\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\",\"dst_port\":65535,"
 		"\"family\":\"ipv6\",\"success\":false,\"failure\":\"unreachable\","
-		"\"sent_bytes\":18446744073709551615,\"received_bytes\":18446744073709551615,"
+		"\"handshake_us\":4294967295,\"sent_bytes\":18446744073709551615,\"received_bytes\":18446744073709551615,"
 		"\"srtt_us\":4294967295,\"min_rtt_us\":4294967295,\"mss\":4294967295,"
 		"\"retransmits\":4294967295,\"segs_in\":4294967295,\"segs_out\":4294967295,"
 		"\"lost\":4294967295,\"state\":\"NEW_SYN_RECV\","
@@ -2001,6 +2019,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outbound_v4),
+		cmocka_unit_test(test_handshake_key),
 		cmocka_unit_test(test_identity_keys),
 		cmocka_unit_test(test_inbound_v6),
 		cmocka_unit_test(test_v4mapped_on_inet6_socket),

@@ -402,9 +402,9 @@ static void test_render_sorted_grouped_stable(void **state)
 		assert_true(strcmp(prev, line) < 0);
 		snprintf(prev, sizeof(prev), "%s", line);
 	}
-	/* six counters, two histograms */
-	assert_int_equal(help, 8);
-	assert_int_equal(type, 8);
+	/* six counters, three histograms */
+	assert_int_equal(help, 9);
+	assert_int_equal(type, 9);
 	assert_true(histogram_samples > 0);
 	free(s);
 	expo_free(&e1);
@@ -850,14 +850,19 @@ static void test_histograms_of_closed_connections(void **state)
 	struct tcp_probe_info r;
 	static const struct {
 		uint64_t duration_ns;
-		uint32_t srtt_us;
-	} c[] = { { 1000000, 100 }, { 1000001, 101 }, { 750000000, 20000 }, { 7200000000000ULL, 2000000 } };
+		uint32_t srtt_us, handshake_us; /* handshake 0: not measured */
+	} c[] = { { 1000000, 100, 50 }, { 1000001, 101, 51 }, { 750000000, 20000, 0 },
+		  { 7200000000000ULL, 2000000, 7000001 } };
 
 	(void)state;
 	for (unsigned int i = 0; i < 4; i++) {
 		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 10 + i, 1, 1);
 		r.duration = c[i].duration_ns;
 		r.srtt_us = c[i].srtt_us;
+		if (c[i].handshake_us) {
+			r.flags |= ML_F_HANDSHAKE;
+			r.handshake_us = c[i].handshake_us;
+		}
 		metrics_record(m, &r);
 	}
 	r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 2, 80, 20, 0, 0);
@@ -880,6 +885,11 @@ static void test_histograms_of_closed_connections(void **state)
 	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("1")), 3);
 	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_bucket", B("+Inf")), 4);
 	assert_int_equal(sample(m, "meshlens_tcp_srtt_seconds_count", OUT), 4);
+	assert_int_equal(sample(m, "meshlens_tcp_handshake_seconds_bucket", B("5e-05")), 1);
+	assert_int_equal(sample(m, "meshlens_tcp_handshake_seconds_bucket", B("0.0001")), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_handshake_seconds_bucket", B("7")), 2);
+	assert_int_equal(sample(m, "meshlens_tcp_handshake_seconds_bucket", B("+Inf")), 3);
+	assert_int_equal(sample(m, "meshlens_tcp_handshake_seconds_count", OUT), 3);
 #undef B
 	{
 		struct expo e = { 0 };
@@ -891,6 +901,7 @@ static void test_histograms_of_closed_connections(void **state)
 		/* 0.001 + 0.001000001 + 0.75 + 7200 s */
 		assert_non_null(strstr(t, "\nmeshlens_tcp_connection_duration_seconds_sum{" OUT "} 7200.752\n"));
 		assert_non_null(strstr(t, "\nmeshlens_tcp_srtt_seconds_sum{" OUT "} 2.020201\n"));
+		assert_non_null(strstr(t, "\nmeshlens_tcp_handshake_seconds_sum{" OUT "} 7.000102\n"));
 		free(t);
 		expo_free(&e);
 	}
