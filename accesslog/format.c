@@ -400,6 +400,25 @@ static void jw_workloads(struct jw *w, const struct accesslog_identity *id)
 	jw_opt(w, "dst_service", id->dst_service);
 }
 
+/* TCP health: the kernel's own counters, tcp_info's names (DESIGN.md) */
+static void jw_health(struct jw *w, const struct tcp_probe_info *r)
+{
+	jw_num(w, "bytes_retrans", r->bytes_retrans);
+	jw_num(w, "dsack_dups", r->dsack_dups);
+	jw_num(w, "reord_seen", r->reord_seen);
+	jw_num(w, "rcv_ooopack", r->rcv_ooopack);
+	jw_num(w, "delivered_ce", r->delivered_ce);
+	jw_num(w, "snd_cwnd", r->snd_cwnd);
+	if (r->snd_ssthresh < ML_INFINITE_SSTHRESH) /* never set: left out, as ss does */
+		jw_num(w, "snd_ssthresh", r->snd_ssthresh);
+	jw_num(w, "delivery_rate", r->delivery_rate);
+	if (r->flags & ML_F_RTO) {
+		jw_num(w, "total_rto", r->total_rto);
+		jw_num(w, "total_rto_recoveries", r->total_rto_recoveries);
+		jw_num(w, "total_rto_time_ms", r->total_rto_time);
+	}
+}
+
 /* A close's (iv NULL) or an interim line's (iv: the interval's counts). */
 static int format_conn(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
 		       const struct accesslog_identity *id, const struct accesslog_interval *iv,
@@ -448,6 +467,8 @@ static int format_conn(const struct tcp_probe_info *r, const struct accesslog_cl
 	jw_num(&w, "segs_in", r->segs_in);
 	jw_num(&w, "segs_out", r->segs_out);
 	jw_num(&w, "lost", r->lost_out);
+	if (r->flags & ML_F_HEALTH)
+		jw_health(&w, r);
 	jw_word(&w, "state", ml_tcp_state_name(r->state));
 	jw_num(&w, "sock_cookie", r->sock_cookie);
 	if (r->flags & ML_F_DROPS) {

@@ -186,6 +186,38 @@ static __always_inline void ml_fill_head(struct tcp_probe_info *rec, struct sock
 }
 
 /*
+ * TCP health: what the kernel keeps per socket beyond the classic fields,
+ * as tcp_get_info() reports it (tcpi_* of the same names). The RTO
+ * counters are 6.7's; where the running kernel lacks them, CO-RE turns
+ * the branch into dead code and the record says so (no ML_F_RTO).
+ */
+static __always_inline void ml_fill_health(struct tcp_probe_info *rec, struct tcp_sock *tp)
+{
+	__u32 delivered = tp->rate_delivered, interval = tp->rate_interval_us;
+
+	rec->flags |= ML_F_HEALTH;
+	rec->bytes_retrans = tp->bytes_retrans;
+	rec->dsack_dups = tp->dsack_dups;
+	rec->reord_seen = tp->reord_seen;
+	rec->rcv_ooopack = tp->rcv_ooopack;
+	rec->delivered_ce = tp->delivered_ce;
+	rec->snd_cwnd = tp->snd_cwnd;
+	rec->snd_ssthresh = tp->snd_ssthresh;
+	/* tcp_compute_delivery_rate(): segments per interval, in bytes/s */
+	if (delivered && interval)
+		rec->delivery_rate = (__u64)delivered * tp->mss_cache * 1000000 / interval;
+	if (bpf_core_field_exists(tp->total_rto)) {
+		rec->total_rto = tp->total_rto;
+		rec->total_rto_recoveries = tp->total_rto_recoveries;
+		rec->total_rto_time = tp->total_rto_time;
+		/* a recovery still going counts up to now, as tcp_get_info() has it */
+		if (tp->rto_stamp)
+			rec->total_rto_time += (__u32)(bpf_ktime_get_ns() / 1000000) - tp->rto_stamp;
+		rec->flags |= ML_F_RTO;
+	}
+}
+
+/*
  * Everything a record says about a connection, read from the tcp_sock
  * itself, so the close record and the live-socket iterators agree to the
  * byte. state: the socket's TCP state the record reports (at close, the
@@ -226,6 +258,7 @@ static __always_inline void ml_fill_conn(struct tcp_probe_info *rec, struct tcp_
 	rec->segs_out = tp->segs_out;
 	rec->lost_out = tp->lost_out;
 	rec->sk_err = sk->sk_err;
+	ml_fill_health(rec, tp);
 	if (ml_drops_on) {
 		rec->flags |= ML_F_DROPS;
 		rec->drops = st->drops;

@@ -30,6 +30,19 @@ __u32 iter_full_pass; /* set by user space before a pass */
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
+/*
+ * The record ml_iter_task_file_st() writes: with the storage copy beside
+ * it, it does not fit the 512-byte stack. An iterator runs with migration
+ * disabled and only iterators use this, so one slot per CPU is never
+ * shared.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tcp_probe_info);
+} live_rec SEC(".maps");
+
 static __always_inline void ml_live(struct seq_file *seq, struct sock *sk,
 				    struct ml_sock_state *st)
 {
@@ -129,21 +142,23 @@ SEC("iter/task_file")
 int ml_iter_task_file_st(struct bpf_iter__task_file *ctx)
 {
 	struct ml_sock_state st;
-	struct tcp_probe_info rec;
+	struct tcp_probe_info *rec;
 	struct tcp_sock *tp;
 	struct sock *sk;
+	__u32 zero = 0;
 	__u8 state;
 
 	sk = ml_file_tcp_sock(ctx->file, &state);
 	if (!sk || !ml_read_state(sk, &st) || st.phase != ML_PH_ESTABLISHED)
 		return 0;
 	tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-	if (!tp)
+	rec = bpf_map_lookup_elem(&live_rec, &zero);
+	if (!tp || !rec)
 		return 0;
-	__builtin_memset(&rec, 0, sizeof(rec));
-	ml_fill_conn(&rec, tp, &st, state);
-	rec.type = ML_REC_CONN_LIVE;
-	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	__builtin_memset(rec, 0, sizeof(*rec));
+	ml_fill_conn(rec, tp, &st, state);
+	rec->type = ML_REC_CONN_LIVE;
+	bpf_seq_write(ctx->meta->seq, rec, sizeof(*rec));
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #endif
 
 #define ML_ADDR_LEN 16
+#define ML_INFINITE_SSTHRESH 0x7fffffffu /* the kernel's TCP_INFINITE_SSTHRESH */
 
 /* tcp_probe_info.type */
 enum ml_record_type {
@@ -69,6 +70,8 @@ enum ml_failure {
 				 * type, flags, sock_cookie, state, total_retrans, close_ns
 				 * are filled */
 #define ML_F_HANDSHAKE (1u << 5) /* handshake_us is a measurement (ml_sock_state.flags too) */
+#define ML_F_RTO (1u << 6)       /* the kernel keeps total_rto* (6.7 and later): meaningful */
+#define ML_F_HEALTH (1u << 7)    /* the TCP health fields were read (a tcp_sock was there) */
 
 /*
  * One record per opened or closed connection or failed attempt (ringbuf
@@ -89,6 +92,10 @@ struct tcp_probe_info {
 	__u64 received_bytes; /* payload bytes this socket received */
 	__u64 sock_cookie;    /* bpf_get_socket_cookie(), unique per socket */
 	__u64 cgroup_id;      /* cgroup v2 id of the socket's cgroup */
+	/* TCP health (CLOSE and LIVE records), the kernel's own counters
+	 * (tcp_info's names); see ml_fill_conn() */
+	__u64 bytes_retrans;  /* bytes retransmitted */
+	__u64 delivery_rate;  /* bytes/s, the last delivery-rate sample (tcpi_delivery_rate) */
 	__u8 src_addr[ML_ADDR_LEN]; /* client address */
 	__u8 dst_addr[ML_ADDR_LEN]; /* server address */
 	__u32 srtt_us;        /* smoothed RTT in us, already unshifted (>>3) */
@@ -104,7 +111,15 @@ struct tcp_probe_info {
 	__u32 handshake_us;   /* with ML_F_HANDSHAKE: outbound, connect() to ESTABLISHED;
 			       * inbound, the kernel's SYN-ACK round trip (see
 			       * ml_established()); us */
-	__u32 pad2;
+	__u32 dsack_dups;     /* segments the peer reported received twice (DSACK) */
+	__u32 reord_seen;     /* reordering events seen */
+	__u32 rcv_ooopack;    /* packets received out of order */
+	__u32 delivered_ce;   /* packets delivered with ECN CE marks */
+	__u32 snd_cwnd;       /* congestion window, segments */
+	__u32 snd_ssthresh;   /* slow-start threshold, segments; ML_INFINITE_SSTHRESH: never set */
+	__u32 total_rto_time; /* with ML_F_RTO: ms spent in RTO recovery */
+	__u16 total_rto;      /* with ML_F_RTO: RTO timeouts */
+	__u16 total_rto_recoveries; /* with ML_F_RTO: recoveries the RTOs started */
 	__u16 src_port;       /* client port, host order */
 	__u16 dst_port;       /* server port, host order */
 	__u16 family;         /* AF_INET or AF_INET6 (of the socket) */
@@ -115,9 +130,9 @@ struct tcp_probe_info {
 	__u8 conn_success;    /* 1 if the connection reached ESTABLISHED */
 	__u8 failure;         /* enum ml_failure, 0 when conn_success */
 	__u8 flags;           /* ML_F_* */
-	__u8 pad[3];
+	__u8 pad[7];
 };
-_Static_assert(sizeof(struct tcp_probe_info) == 152, "tcp_probe_info ABI size");
+_Static_assert(sizeof(struct tcp_probe_info) == 200, "tcp_probe_info ABI size");
 
 /* ml_sock_state.phase: how far an observed socket got. */
 enum ml_phase {

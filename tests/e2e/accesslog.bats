@@ -102,6 +102,22 @@ teardown() { ml_teardown; }
 	check_handshakes 10
 }
 
+@test "TCP health at close (random drops in a test namespace): every TCP field of the client's record equals the kernel's TCP_INFO of its closed socket" {
+	ns=mlhl$$; NETNS+=("$ns")
+	ip netns add "$ns"
+	# 1500-byte packets, one segment each (no GSO): 14 a connection each
+	# way, so the drops hit data
+	ip -n "$ns" link set lo mtu 1500 gso_max_segs 1 up
+	ip -n "$ns" addr add 10.214.0.1/32 dev lo
+	start_daemon
+	# on arrival: a packet refused on its way out is only sent later, not lost
+	ip netns exec "$ns" iptables -A INPUT -p tcp -m statistic --mode random --probability 0.1 -j DROP
+	traffic_in_netns "$ns" --max-seconds 90 pairs 10.214.0.1 --final-info \
+		20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000
+	wait_records 16
+	check_health 8
+}
+
 @test "refused connection: success false, failure refused" {
 	start_daemon
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

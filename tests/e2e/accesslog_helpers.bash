@@ -93,3 +93,28 @@ check_handshakes() {
 	             else has("handshake_us") | not end))'
 	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
 }
+
+# check_health N: the N connections of a `pairs --final-info` run — each
+# client's record carries exactly what its kernel's TCP_INFO said once the
+# socket was closed (the classic fields and the TCP health ones, each key
+# present in the record exactly when the traffic tool's kernel answer had
+# it); the RTO time may only be less (the kernel counts a recovery still
+# going at the reading up to then). And the drops did hit data.
+check_health() {
+	local n=$1
+	run jq -n -e --slurpfile gt "$T/truth.json" --slurpfile al "$T/access.log" --argjson n "$n" '
+	  [ "bytes_retrans", "dsack_dups", "reord_seen", "rcv_ooopack", "delivered_ce", "snd_cwnd",
+	    "snd_ssthresh", "delivery_rate", "total_rto", "total_rto_recoveries",
+	    "total_rto_time_ms" ] as $health
+	  | [ $gt[] | select(.event == "conn") ] as $c
+	  | ($c | length) == $n
+	  and all($c[]; . as $t
+	      | ($al | map(select(.direction == "outbound" and .src_port == $t.src_port))) as $r
+	      | ($r | length) == 1
+	      and all($t.client_info | to_entries[]; . as $f
+	          | if $f.key == "total_rto_time_ms" then $r[0][$f.key] <= $f.value
+	            else $r[0][$f.key] == $f.value end)
+	      and all($health[]; . as $k | ($r[0] | has($k)) == ($t.client_info | has($k))))
+	  and ([ $c[].client_info.bytes_retrans ] | add) > 0'
+	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
+}

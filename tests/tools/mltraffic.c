@@ -17,12 +17,14 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+/* the kernel's own header: glibc's struct tcp_info stops at 2.6's fields */
+#include <linux/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,7 @@ enum {
 	OPT_CPU,
 	OPT_PORTS,
 	OPT_HOLD_UNTIL,
+	OPT_FINAL_INFO,
 	/* global options */
 	OPT_CGROUP,
 	OPT_SYNCNT,
@@ -83,6 +86,7 @@ static struct {
 	bool close_server;		/* pairs/many: server closes first */
 	uint64_t hold_ms;
 	const char *hold_until;	/* hold until this file exists (at most hold_ms) */
+	bool final_info;		/* pairs/many: the client's TCP_INFO once closed */
 	uint64_t interval_ms;
 	uint64_t base_bytes;
 	uint64_t timeout_ms;		/* connect: 0 means no extra bound */
@@ -119,6 +123,16 @@ struct side_result {
 	uint64_t connect_ns;
 	unsigned int hs_rtt_us;
 	unsigned int hs_retrans;
+	/* --final-info, client only: its TCP_INFO once the socket is closed
+	 * (TCP_CLOSE, the fd still open), when nothing in it moves any more */
+	struct final_info {
+		uint64_t bytes_retrans, delivery_rate;
+		uint32_t rtt, min_rtt, snd_mss, total_retrans, segs_in, segs_out, lost;
+		uint32_t dsack_dups, reord_seen, rcv_ooopack, delivered_ce, snd_cwnd, snd_ssthresh;
+		uint32_t total_rto_time;
+		uint16_t total_rto, total_rto_recoveries;
+		bool rto; /* the kernel has the total_rto fields (6.7+) */
+	} fin;
 };
 
 struct conn_spec {
@@ -131,7 +145,7 @@ static void usage(void)
 	printf(
 "usage: mltraffic [--cgroup DIR] [--syncnt N] [--max-seconds S] [--quiet] MODE ...\n"
 "  pairs ADDR C:S [C:S ...] [--close client|server] [--hold-ms MS]\n"
-"        [--hold-until FILE] [--interval-ms MS]\n"
+"        [--hold-until FILE] [--interval-ms MS] [--final-info]\n"
 "  many ADDR N [--base-bytes B] [--close ...] [--hold-ms MS] [--interval-ms MS]\n"
 "  connect ADDR PORT [--timeout-ms MS]\n"
 "  serve ADDR PORT [--count N]\n"
@@ -525,6 +539,75 @@ static uint64_t mono_now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+#define ML_TCP_STATE_CLOSE 7 /* TCP_CLOSE of the kernel's tcp_states.h (not uapi) */
+
+/*
+ * The client's TCP_INFO once its socket is closed: its FIN sent and acked,
+ * the server's received (the caller read EOF), the socket in TCP_CLOSE.
+ * Fields past this machine's <linux/tcp.h> (6.7's total_rto*) are read at
+ * their ABI offsets when the kernel's answer is that long.
+ */
+static void record_final(int fd, struct final_info *f)
+{
+	/* after tcpi_snd_wnd: rcv_wnd, rehash (u32), total_rto, _recoveries (u16), _time (u32) */
+	const size_t rto_off = offsetof(struct tcp_info, tcpi_snd_wnd) + 4 + 8;
+	unsigned char buf[512] = { 0 };
+	struct tcp_info ti;
+	socklen_t len;
+
+	for (int i = 0;; i++) {
+		len = sizeof(buf);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, buf, &len))
+			die(errno, "getsockopt(TCP_INFO)");
+		memcpy(&ti, buf, sizeof(ti));
+		if (ti.tcpi_state == ML_TCP_STATE_CLOSE)
+			break;
+		if (i == 10000)
+			die(0, "the socket did not reach TCP_CLOSE in 10 s");
+		sleep_ms(1);
+	}
+	f->rtt = ti.tcpi_rtt;
+	f->min_rtt = ti.tcpi_min_rtt;
+	f->snd_mss = ti.tcpi_snd_mss;
+	f->total_retrans = ti.tcpi_total_retrans;
+	f->segs_in = ti.tcpi_segs_in;
+	f->segs_out = ti.tcpi_segs_out;
+	f->lost = ti.tcpi_lost;
+	f->bytes_retrans = ti.tcpi_bytes_retrans;
+	f->delivery_rate = ti.tcpi_delivery_rate;
+	f->dsack_dups = ti.tcpi_dsack_dups;
+	f->reord_seen = ti.tcpi_reord_seen;
+	f->rcv_ooopack = ti.tcpi_rcv_ooopack;
+	f->delivered_ce = ti.tcpi_delivered_ce;
+	f->snd_cwnd = ti.tcpi_snd_cwnd;
+	f->snd_ssthresh = ti.tcpi_snd_ssthresh;
+	f->rto = len >= rto_off + 8;
+	if (f->rto) {
+		memcpy(&f->total_rto, buf + rto_off, 2);
+		memcpy(&f->total_rto_recoveries, buf + rto_off + 2, 2);
+		memcpy(&f->total_rto_time, buf + rto_off + 4, 4);
+	}
+}
+
+/* The final TCP_INFO as a JSON object, the access log's keys and rules. */
+static void print_final(const struct final_info *f)
+{
+	printf(",\"client_info\":{\"srtt_us\":%u,\"min_rtt_us\":%u,\"mss\":%u,"
+	       "\"retransmits\":%u,\"segs_in\":%u,\"segs_out\":%u,\"lost\":%u,"
+	       "\"bytes_retrans\":%" PRIu64 ",\"dsack_dups\":%u,\"reord_seen\":%u,"
+	       "\"rcv_ooopack\":%u,\"delivered_ce\":%u,\"snd_cwnd\":%u",
+	       f->rtt, f->min_rtt, f->snd_mss, f->total_retrans, f->segs_in, f->segs_out,
+	       f->lost, f->bytes_retrans, f->dsack_dups, f->reord_seen, f->rcv_ooopack,
+	       f->delivered_ce, f->snd_cwnd);
+	if (f->snd_ssthresh < 0x7fffffffu) /* TCP_INFINITE_SSTHRESH: never set */
+		printf(",\"snd_ssthresh\":%u", f->snd_ssthresh);
+	printf(",\"delivery_rate\":%" PRIu64, f->delivery_rate);
+	if (f->rto)
+		printf(",\"total_rto\":%u,\"total_rto_recoveries\":%u,\"total_rto_time_ms\":%u",
+		       f->total_rto, f->total_rto_recoveries, f->total_rto_time);
+	printf("}");
+}
+
 /* The kernel's RTT sample of the handshake, read before any byte is sent. */
 static void record_handshake(int fd, struct side_result *r)
 {
@@ -602,6 +685,14 @@ static void pairs_client_conn(const struct addr *dst,
 		}
 	}
 	record_rtt(fd, r);
+	if (!r->err && opt.final_info) {
+		/* close our half, wait for the server's close: TCP_CLOSE */
+		if (shutdown(fd, SHUT_WR))
+			die(errno, "shutdown");
+		r->received += read_eof(fd, &r->err);
+		if (!r->err)
+			record_final(fd, &r->fin);
+	}
 	close_fd(fd);
 }
 
@@ -688,11 +779,15 @@ static int run_pairs(const char *addr_arg, const struct conn_spec *specs,
 			       "\"client_handshake_retrans\":%u,"
 			       "\"server_handshake_rtt_us\":%u,"
 			       "\"server_handshake_retrans\":%u,"
-			       "\"outcome\":\"%s\"}\n",
+			       "\"outcome\":\"%s\"",
 			       family, src_str, src_port, dst_str, dst_port,
 			       cl.sent, cl.received, sv.sent, sv.received,
 			       cl.rtt_us, cl.connect_ns, cl.hs_rtt_us, cl.hs_retrans,
 			       sv.hs_rtt_us, sv.hs_retrans, outcome);
+		if (!opt.quiet && opt.final_info && !cl.err)
+			print_final(&cl.fin);
+		if (!opt.quiet)
+			printf("}\n");
 	}
 	close_fd(report[0]);
 	wait_server();
@@ -1332,10 +1427,10 @@ static const struct mode_desc {
 } modes[] = {
 	{ "pairs", mode_pairs,
 	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
-	  MODE_OPT(OPT_HOLD_UNTIL) | MODE_OPT(OPT_INTERVAL_MS) },
+	  MODE_OPT(OPT_HOLD_UNTIL) | MODE_OPT(OPT_INTERVAL_MS) | MODE_OPT(OPT_FINAL_INFO) },
 	{ "many", mode_many,
 	  MODE_OPT(OPT_CLOSE) | MODE_OPT(OPT_HOLD_MS) |
-	  MODE_OPT(OPT_INTERVAL_MS) | MODE_OPT(OPT_BASE_BYTES) },
+	  MODE_OPT(OPT_INTERVAL_MS) | MODE_OPT(OPT_BASE_BYTES) | MODE_OPT(OPT_FINAL_INFO) },
 	{ "connect", mode_connect, MODE_OPT(OPT_TIMEOUT_MS) },
 	{ "serve", mode_serve, MODE_OPT(OPT_COUNT) },
 	{ "send", mode_send, 0 },
@@ -1352,6 +1447,7 @@ static const struct option long_opts[] = {
 	{ "close",	 required_argument, NULL, OPT_CLOSE },
 	{ "hold-ms",	 required_argument, NULL, OPT_HOLD_MS },
 	{ "hold-until",	 required_argument, NULL, OPT_HOLD_UNTIL },
+	{ "final-info",	 no_argument,	    NULL, OPT_FINAL_INFO },
 	{ "interval-ms", required_argument, NULL, OPT_INTERVAL_MS },
 	{ "base-bytes",	 required_argument, NULL, OPT_BASE_BYTES },
 	{ "timeout-ms",	 required_argument, NULL, OPT_TIMEOUT_MS },
@@ -1407,6 +1503,9 @@ static unsigned int parse_options(int argc, char **argv)
 			break;
 		case OPT_HOLD_UNTIL:
 			opt.hold_until = optarg;
+			break;
+		case OPT_FINAL_INFO:
+			opt.final_info = true;
 			break;
 		case OPT_INTERVAL_MS:
 			opt.interval_ms = parse_u64(optarg, 0, MAX_MS,
@@ -1466,6 +1565,8 @@ int main(int argc, char **argv)
 				usage_error("--%s does not apply to %s",
 					    o->name, mode->name);
 	}
+	if (opt.final_info && opt.close_server)
+		usage_error("--final-info needs the client to close first (--close client)");
 
 	/* Lines go out whole as soon as they are known (tests tail them). */
 	setvbuf(stdout, NULL, _IOLBF, 0);
