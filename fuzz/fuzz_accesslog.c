@@ -5,11 +5,11 @@
  *
  * Input layout (zero-padded when short):
  *
- *   [  0, 152)  struct tcp_probe_info        -> accesslog_format()
- *   [152, 160)  int64 mono_to_real_ns        (struct accesslog_clock)
- *   [160, 212)  struct ml_flow_key           -> accesslog_format_drop()
- *   [212, 260)  struct ml_flow_val
- *   [260, ...)  NUL-separated: drop reason, layer, module (raw bytes, at
+ *   [  0, 200)  struct tcp_probe_info        -> accesslog_format()
+ *   [200, 208)  int64 mono_to_real_ns        (struct accesslog_clock)
+ *   [208, 260)  struct ml_flow_key           -> accesslog_format_drop()
+ *   [260, 308)  struct ml_flow_val
+ *   [308, ...)  NUL-separated: drop reason, layer, module (raw bytes, at
  *               most 63 each), then the name the caller gives for
  *               last_drop_reason (mapped onto [A-Z0-9_], like a BTF name;
  *               empty = none, "UNKNOWN"; in the identity, or alone in one
@@ -54,7 +54,7 @@
 #define TAIL_OFF (VAL_OFF + sizeof(struct ml_flow_val))
 #define NAME_MAX_LEN 63
 
-_Static_assert(TAIL_OFF == 260, "input layout documented above");
+_Static_assert(TAIL_OFF == 308, "input layout documented above");
 
 static const char *cur_line; /* for die() */
 
@@ -68,6 +68,14 @@ static __attribute__((noreturn)) void die(const char *what, const char *detail)
 }
 
 /* ---- references, written independently of format.c and names.c ---- */
+
+static bool in_list(const char *key, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(key, list[i]))
+			return true;
+	return false;
+}
 
 /* Length of a well-formed UTF-8 sequence at s (by code point value), else 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
@@ -334,10 +342,18 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
 		"dst_addr", "dst_port", "family", "success", "failure", "error", "handshake_us",
 		"sent_bytes", "received_bytes", "srtt_us", "min_rtt_us", "mss", "retransmits", "segs_in",
-		"segs_out", "lost", "state", "sock_cookie", "drops", "last_drop_reason", NULL,
+		"segs_out", "lost", "bytes_retrans", "dsack_dups", "reord_seen", "rcv_ooopack",
+		"delivered_ce", "snd_cwnd", "snd_ssthresh", "delivery_rate", "total_rto",
+		"total_rto_recoveries", "total_rto_time_ms", "state", "sock_cookie", "drops",
+		"last_drop_reason", NULL,
 	};
+	static const char *const health[] = { "bytes_retrans", "dsack_dups", "reord_seen",
+					      "rcv_ooopack", "delivered_ce", "snd_cwnd",
+					      "snd_ssthresh", "delivery_rate" };
+	static const char *const rto[] = { "total_rto", "total_rto_recoveries",
+					   "total_rto_time_ms" };
 	const size_t big = 8 * ACCESSLOG_LINE_MAX;
-	const char *keys[40], *dir;
+	const char *keys[64], *dir;
 	char *line = malloc(big), *plain = malloc(ACCESSLOG_LINE_MAX);
 	char *fit = malloc(ACCESSLOG_LINE_MAX), t[64];
 	struct rec_ctx ctx = { r, clk, id };
@@ -369,6 +385,13 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 					      !strerrorname_np((int)r->sk_err)))
 			continue;
 		if (!strcmp(key, "handshake_us") && !(r->flags & ML_F_HANDSHAKE))
+			continue;
+		if (in_list(key, health, sizeof(health) / sizeof(health[0])) &&
+		    (!(r->flags & ML_F_HEALTH) ||
+		     (!strcmp(key, "snd_ssthresh") && r->snd_ssthresh >= ML_INFINITE_SSTHRESH)))
+			continue;
+		if (in_list(key, rto, sizeof(rto) / sizeof(rto[0])) &&
+		    (r->flags & (ML_F_HEALTH | ML_F_RTO)) != (ML_F_HEALTH | ML_F_RTO))
 			continue;
 		if (!strcmp(key, "drops") && !(r->flags & ML_F_DROPS))
 			continue;
@@ -420,6 +443,22 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 	want_num(line, o, "segs_in", r->segs_in);
 	want_num(line, o, "segs_out", r->segs_out);
 	want_num(line, o, "lost", r->lost_out);
+	if (r->flags & ML_F_HEALTH) {
+		want_num(line, o, "bytes_retrans", r->bytes_retrans);
+		want_num(line, o, "dsack_dups", r->dsack_dups);
+		want_num(line, o, "reord_seen", r->reord_seen);
+		want_num(line, o, "rcv_ooopack", r->rcv_ooopack);
+		want_num(line, o, "delivered_ce", r->delivered_ce);
+		want_num(line, o, "snd_cwnd", r->snd_cwnd);
+		if (r->snd_ssthresh < ML_INFINITE_SSTHRESH)
+			want_num(line, o, "snd_ssthresh", r->snd_ssthresh);
+		want_num(line, o, "delivery_rate", r->delivery_rate);
+		if (r->flags & ML_F_RTO) {
+			want_num(line, o, "total_rto", r->total_rto);
+			want_num(line, o, "total_rto_recoveries", r->total_rto_recoveries);
+			want_num(line, o, "total_rto_time_ms", r->total_rto_time);
+		}
+	}
 	want_str(o, "state", ml_tcp_state_name(r->state));
 	want_num(line, o, "sock_cookie", r->sock_cookie);
 	if (r->flags & ML_F_DROPS) {

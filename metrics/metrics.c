@@ -59,6 +59,7 @@ static const uint64_t handshake_bound[HIST_BOUNDS] = {
 
 struct series {
 	uint64_t opened, closed, failed, sent, received, retrans;
+	uint64_t rto; /* RTO expiries, where the kernel counts them (ML_F_RTO) */
 	/* closed connections (not in the Istio set); handshake: those with a measurement */
 	struct hist duration, srtt, handshake;
 	uint64_t last_active_ns;
@@ -105,6 +106,7 @@ struct conn {
 	uint64_t sent, received;
 	uint32_t slot[METRICS_SETS];
 	uint32_t retrans;
+	uint32_t rto;
 	uint32_t seen_gen;
 	/* the open record's bases (probe.h), for ML_F_RAW records; a SYN's
 	 * sequence space plus Fast Open data, far below 2^32 */
@@ -126,6 +128,7 @@ struct metrics {
 	uint32_t gen; /* live-iterator pass */
 	uint32_t expiry; /* full passes unseen before a connection is forgotten */
 	uint64_t expired;
+	bool rto_known; /* a record said this kernel counts RTOs (ML_F_RTO) */
 };
 
 static const char *const dir_name[] = { "unknown", "outbound", "inbound" };
@@ -552,7 +555,7 @@ static void conn_del(struct metrics *m, struct conn *c, uint32_t pos)
 
 /* What one record adds to its series. */
 struct delta {
-	uint64_t opened, closed, failed, sent, received, retrans;
+	uint64_t opened, closed, failed, sent, received, retrans, rto;
 };
 
 /* Count what this record adds beyond what the connection already counted. */
@@ -569,6 +572,10 @@ static void advance(struct conn *c, const struct tcp_probe_info *r, struct delta
 	if (r->total_retrans > c->retrans) {
 		d->retrans = r->total_retrans - c->retrans;
 		c->retrans = r->total_retrans;
+	}
+	if ((r->flags & ML_F_RTO) && r->total_rto > c->rto) {
+		d->rto = r->total_rto - c->rto;
+		c->rto = r->total_rto;
 	}
 }
 
@@ -655,6 +662,9 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	/* failed attempts were never tracked; cookie 0 cannot be (empty slot) */
 	bool trackable = r->type != ML_REC_CONN_FAILED && r->sock_cookie;
 
+	if (r->flags & ML_F_RTO)
+		m->rto_known = true;
+
 	if (trackable)
 		c = conn_find(m, r->sock_cookie, &pos);
 	if (r->flags & ML_F_RAW) { /* iter/task_file: only what an open record told us of */
@@ -685,6 +695,7 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	case ML_REC_CONN_FAILED:
 		d.failed = 1;
 		d.retrans = r->total_retrans; /* SYNs sent again */
+		d.rto = r->flags & ML_F_RTO ? r->total_rto : 0; /* the SYNs' timeouts */
 		break;
 	case ML_REC_CONN_LIVE:
 		if (c) {
@@ -726,6 +737,7 @@ static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint
 		s->closed += d->closed;
 		s->failed += d->failed;
 		s->retrans += d->retrans;
+		s->rto += d->rto;
 		/* Istio's sent is the response's bytes, its received the
 		 * request's, whichever end reports (istio/istio#32399): the
 		 * client's socket's own view is the other way round */
@@ -826,7 +838,12 @@ static const struct {
 	{ "received_bytes_total", "Payload bytes received by the sockets",
 	  offsetof(struct series, received) },
 	{ "retransmits_total", "Retransmitted TCP segments", offsetof(struct series, retrans) },
+	/* last: only where the kernel counts RTOs (m->rto_known) */
+	{ "rto_timeouts_total",
+	  "TCP retransmission timeouts (RTO expiries, a SYN's included; kernel 6.7 and later)",
+	  offsetof(struct series, rto) },
 };
+#define FAMILY_RTO (sizeof(families) / sizeof(families[0]) - 1)
 
 /* The sorted slots of the series to show; how many. */
 static uint32_t sorted_series(struct table *t)
@@ -990,7 +1007,7 @@ static void render_hists(struct table *t, uint32_t n, struct expo *e, const char
 	}
 }
 
-static void render_table(struct table *t, struct expo *e)
+static void render_table(struct table *t, struct expo *e, bool rto_known)
 {
 	static const char *const prefix[] = { "meshlens_tcp_", "meshlens_workload_tcp_" };
 	static const char *const by[] = { "IP pair", "workload pair (names from --metadata)" };
@@ -1003,6 +1020,8 @@ static void render_table(struct table *t, struct expo *e)
 	}
 	n = sorted_series(t);
 	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		if (f == FAMILY_RTO && !rto_known)
+			continue;
 		snprintf(name, sizeof(name), "%s%s", prefix[t->set], families[f].name);
 		snprintf(help, sizeof(help), "%s, by direction and %s.", families[f].help,
 			 by[t->set]);
@@ -1037,7 +1056,7 @@ void metrics_render(struct metrics *m, struct expo *e)
 {
 	for (int k = 0; k < METRICS_SETS; k++)
 		if (m->t[k].on)
-			render_table(&m->t[k], e);
+			render_table(&m->t[k], e, m->rto_known);
 }
 
 void metrics_stats(const struct metrics *m, struct metrics_stats *s)

@@ -109,13 +109,14 @@ teardown() { ml_teardown; }
 	# way, so the drops hit data
 	ip -n "$ns" link set lo mtu 1500 gso_max_segs 1 up
 	ip -n "$ns" addr add 10.214.0.1/32 dev lo
-	start_daemon
+	start_metrics_daemon
 	# on arrival: a packet refused on its way out is only sent later, not lost
 	ip netns exec "$ns" iptables -A INPUT -p tcp -m statistic --mode random --probability 0.1 -j DROP
 	traffic_in_netns "$ns" --max-seconds 90 pairs 10.214.0.1 --final-info \
 		20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000 20000:20000
 	wait_records 16
 	check_health 8
+	check_rto_metric
 }
 
 @test "refused connection: success false, failure refused" {

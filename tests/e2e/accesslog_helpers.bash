@@ -118,3 +118,20 @@ check_health() {
 	  and ([ $c[].client_info.bytes_retrans ] | add) > 0'
 	[ "$status" = 0 ] || { cat "$T/access.log" "$T/truth.json"; false; }
 }
+
+# check_rto_metric: meshlens_tcp_rto_timeouts_total is, per direction, the
+# sum of the access log's total_rto (the clients' checked against their
+# kernel by check_health); where the kernel keeps no RTO count (before
+# 6.7) neither the key nor the family exists
+check_rto_metric() {
+	local dir want
+	if [ "$(jq -s 'map(select(has("total_rto"))) | length' "$T/access.log")" = 0 ]; then
+		scrape_to "$T/m"
+		run ! grep -q '^meshlens_tcp_rto_timeouts_total' "$T/m"
+		return
+	fi
+	for dir in outbound inbound; do
+		want=$(jq -s --arg d "$dir" 'map(select(.direction == $d) | .total_rto) | add' "$T/access.log")
+		wait_metric "$want" meshlens_tcp_rto_timeouts_total "direction=\"$dir\""
+	done
+}

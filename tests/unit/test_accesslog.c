@@ -270,6 +270,42 @@ static void test_handshake_key(void **state)
 	assert_non_null(strstr(buf, "\"success\":true,\"handshake_us\":0,\"sent_bytes\""));
 }
 
+/*
+ * TCP health: after lost, only where the kernel side read a tcp_sock; the
+ * RTO trio only where the kernel keeps it; ssthresh only once set.
+ */
+static void test_health_keys(void **state)
+{
+	struct tcp_probe_info r = outbound_v4();
+	char buf[BIG];
+
+	(void)state;
+	r.bytes_retrans = 2896;
+	r.dsack_dups = 1;
+	r.reord_seen = 2;
+	r.rcv_ooopack = 3;
+	r.delivered_ce = 4;
+	r.snd_cwnd = 10;
+	r.snd_ssthresh = ML_INFINITE_SSTHRESH;
+	r.delivery_rate = 181000000;
+	r.total_rto = 5;
+	r.total_rto_recoveries = 6;
+	r.total_rto_time = 1024;
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_null(strstr(buf, "bytes_retrans"));
+	r.flags = ML_F_HEALTH;
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"lost\":1,\"bytes_retrans\":2896,\"dsack_dups\":1,"
+				    "\"reord_seen\":2,\"rcv_ooopack\":3,\"delivered_ce\":4,"
+				    "\"snd_cwnd\":10,\"delivery_rate\":181000000,\"state\""));
+	r.flags = ML_F_HEALTH | ML_F_RTO;
+	r.snd_ssthresh = ML_INFINITE_SSTHRESH - 1;
+	assert_true(accesslog_format(&r, &clk2026, buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\"snd_cwnd\":10,\"snd_ssthresh\":2147483646,"
+				    "\"delivery_rate\":181000000,\"total_rto\":5,"
+				    "\"total_rto_recoveries\":6,\"total_rto_time_ms\":1024,\"state\""));
+}
+
 /* identity keys: appended after the fixed ones, escaped, absent when NULL */
 static void test_identity_keys(void **state)
 {
@@ -481,7 +517,12 @@ static void test_number_limits(void **state)
 		"\"handshake_us\":4294967295,\"sent_bytes\":18446744073709551615,\"received_bytes\":18446744073709551615,"
 		"\"srtt_us\":4294967295,\"min_rtt_us\":4294967295,\"mss\":4294967295,"
 		"\"retransmits\":4294967295,\"segs_in\":4294967295,\"segs_out\":4294967295,"
-		"\"lost\":4294967295,\"state\":\"NEW_SYN_RECV\","
+		"\"lost\":4294967295,\"bytes_retrans\":18446744073709551615,"
+		"\"dsack_dups\":4294967295,\"reord_seen\":4294967295,\"rcv_ooopack\":4294967295,"
+		"\"delivered_ce\":4294967295,\"snd_cwnd\":4294967295,"
+		"\"delivery_rate\":18446744073709551615,\"total_rto\":65535,"
+		"\"total_rto_recoveries\":65535,\"total_rto_time_ms\":4294967295,"
+		"\"state\":\"NEW_SYN_RECV\","
 		"\"sock_cookie\":18446744073709551615,\"drops\":4294967295,"
 		"\"last_drop_reason\":\"UNKNOWN\"}\n");
 	cJSON_Delete(cJSON_Parse(buf)); /* parses at all */
@@ -2020,6 +2061,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outbound_v4),
 		cmocka_unit_test(test_handshake_key),
+		cmocka_unit_test(test_health_keys),
 		cmocka_unit_test(test_identity_keys),
 		cmocka_unit_test(test_inbound_v6),
 		cmocka_unit_test(test_v4mapped_on_inet6_socket),

@@ -908,6 +908,37 @@ static void test_histograms_of_closed_connections(void **state)
 	metrics_free(m);
 }
 
+/*
+ * RTO expiries per pair: counted as the connection's total_rto grows (live
+ * passes, then the close), a failed attempt's SYN timeouts too; the family
+ * exists only once a record said the kernel counts them (6.7+).
+ */
+static void test_rto_timeouts(void **state)
+{
+	struct metrics *m = new_metrics(100, 0);
+	struct tcp_probe_info r;
+
+	(void)state;
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, 10, 1, 1);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_rto_timeouts_total", OUT), -1);
+	r = rec(ML_REC_CONN_LIVE, ML_DIR_OUTBOUND, 2, 80, 11, 1, 1);
+	r.flags = ML_F_RTO | ML_F_HEALTH;
+	r.total_rto = 2;
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_rto_timeouts_total", OUT), 2);
+	r.type = ML_REC_CONN_CLOSE;
+	r.total_rto = 3;
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_rto_timeouts_total", OUT), 3);
+	r = rec(ML_REC_CONN_FAILED, ML_DIR_OUTBOUND, 2, 80, 12, 0, 0);
+	r.flags = ML_F_RTO | ML_F_HEALTH;
+	r.total_rto = 4; /* SYNs unanswered */
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_tcp_rto_timeouts_total", OUT), 7);
+	metrics_free(m);
+}
+
 static struct {
 	int n;
 	struct metrics_interval iv[8];
@@ -986,6 +1017,7 @@ int main(void)
 		cmocka_unit_test(test_workload_series_named_once_per_connection),
 		cmocka_unit_test(test_istio_set_labels_and_bytes),
 		cmocka_unit_test(test_histograms_of_closed_connections),
+		cmocka_unit_test(test_rto_timeouts),
 		cmocka_unit_test(test_interim_reports_on_boundaries),
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
