@@ -140,7 +140,14 @@ static void fill(struct tcp_probe_info *r, const struct ip_pair *p, uint8_t type
 	r->segs_out = 3 + (uint32_t)(sent / 1448);
 	r->segs_in = 3 + (uint32_t)(received / 1448);
 	r->total_retrans = cookie % 97 == 0;
-	r->flags = ML_F_FIN_IN | ML_F_FIN_OUT;
+	/* what a close record of 6.7+ carries: the handshake, TCP health, RTOs */
+	r->flags = ML_F_FIN_IN | ML_F_FIN_OUT | ML_F_HANDSHAKE | ML_F_HEALTH | ML_F_RTO;
+	r->handshake_us = dir == ML_DIR_OUTBOUND ? 60 + (uint32_t)(cookie % 100) : 20;
+	r->bytes_retrans = r->total_retrans * r->mss_cache;
+	r->snd_cwnd = 10 + (uint32_t)(cookie % 20);
+	r->snd_ssthresh = cookie % 7 ? ML_INFINITE_SSTHRESH : 20;
+	r->delivery_rate = 100000000 + cookie % 1000003;
+	r->total_rto = r->total_retrans;
 }
 
 /*

@@ -319,6 +319,25 @@ static void istio_end(const char *workload, const char *ns, const struct metrics
 	v[7] = or_unknown(e->cluster);
 }
 
+/*
+ * SERVICE.NAMESPACE.svc.cluster.local into buf, if it fits. By hand: this
+ * runs once per connection, and snprintf()'s format parsing was a quarter
+ * of the per-record cost with the Istio set on (~1000 instructions).
+ */
+static bool svc_host(char *buf, size_t len, const char *svc, const char *ns)
+{
+	static const char suffix[] = ".svc.cluster.local";
+	size_t a = strlen(svc), b = strlen(ns);
+
+	if (a + 1 + b + sizeof(suffix) > len)
+		return false;
+	memcpy(buf, svc, a);
+	buf[a] = '.';
+	memcpy(buf + a + 1, ns, b);
+	memcpy(buf + a + 1 + b, suffix, sizeof(suffix));
+	return true;
+}
+
 static void istio_values(const struct metrics_names *n, struct probe *p)
 {
 	const struct metrics_end *d = &n->dst;
@@ -326,8 +345,7 @@ static void istio_values(const struct metrics_names *n, struct probe *p)
 
 	istio_end(n->src_workload, n->src_namespace, &n->src, v);
 	if (d->service && n->dst_namespace &&
-	    snprintf(p->svc_host, sizeof(p->svc_host), "%s.%s.svc.cluster.local", d->service,
-		     n->dst_namespace) < (int)sizeof(p->svc_host))
+	    svc_host(p->svc_host, sizeof(p->svc_host), d->service, n->dst_namespace))
 		v[8] = p->svc_host;
 	else
 		v[8] = or_unknown(d->service);
