@@ -65,7 +65,7 @@ $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toola
 # unit tests: tests/unit/test_X.c linked with the module sources it tests
 $(BUILD)/tests/test_accesslog: $(ACCESSLOG_SRCS)
 $(BUILD)/tests/test_options: daemon/options.c
-$(BUILD)/tests/test_metadata: daemon/metadata.c
+$(BUILD)/tests/test_metadata: daemon/metadata.c accesslog/format.c
 $(BUILD)/tests/test_loop: daemon/loop.c
 $(BUILD)/tests/test_cgroup: cgroup/cgroup.c
 $(BUILD)/tests/test_metrics: metrics/metrics.c metrics/expo.c

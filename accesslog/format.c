@@ -390,14 +390,44 @@ int accesslog_format(const struct tcp_probe_info *r, const struct accesslog_cloc
 			jw_text(w, key, s);	\
 	} while (0)
 
+int accesslog_end_keys(bool dst, const char *workload, const char *ns, const char *service,
+		       char *buf, size_t len)
+{
+	struct jw w;
+
+	jw_init(&w, buf, len);
+	if (dst) {
+		jw_opt(&w, "dst_workload", workload);
+		jw_opt(&w, "dst_namespace", ns);
+		jw_opt(&w, "dst_service", service);
+	} else {
+		jw_opt(&w, "src_workload", workload);
+		jw_opt(&w, "src_namespace", ns);
+	}
+	return jw_end(&w);
+}
+
+int accesslog_cgroup_key(const char *path, char *buf, size_t len)
+{
+	struct jw w;
+
+	jw_init(&w, buf, len);
+	jw_text(&w, "cgroup", path);
+	return jw_end(&w);
+}
+
+/* keys rendered before, pasted */
+static void jw_keys(struct jw *w, const struct accesslog_keys *k)
+{
+	if (k->len)
+		jw_raw(w, k->text, k->len);
+}
+
 /* The workload keys of both ends, those that are known. */
 static void jw_workloads(struct jw *w, const struct accesslog_identity *id)
 {
-	jw_opt(w, "src_workload", id->src_workload);
-	jw_opt(w, "src_namespace", id->src_namespace);
-	jw_opt(w, "dst_workload", id->dst_workload);
-	jw_opt(w, "dst_namespace", id->dst_namespace);
-	jw_opt(w, "dst_service", id->dst_service);
+	jw_keys(w, &id->src);
+	jw_keys(w, &id->dst);
 }
 
 /* TCP health: the kernel's own counters, tcp_info's names (DESIGN.md) */
@@ -478,7 +508,7 @@ static int format_conn(const struct tcp_probe_info *r, const struct accesslog_cl
 				id && id->drop_reason ? id->drop_reason : "UNKNOWN");
 	}
 	if (id) {
-		jw_opt(&w, "cgroup", id->cgroup);
+		jw_keys(&w, &id->cgroup);
 		jw_workloads(&w, id);
 	}
 	jw_lit(&w, "}\n");

@@ -68,15 +68,10 @@ static void on_flow(void *ctx, const struct ml_flow_key *k, const struct ml_flow
 		src = ml_metadata_by_addr(pl->md, k->src_addr);
 		dst = ml_metadata_by_addr(pl->md, k->dst_addr);
 	}
-	if (src) {
-		id.src_workload = src->workload;
-		id.src_namespace = src->namespace;
-	}
-	if (dst) {
-		id.dst_workload = dst->workload;
-		id.dst_namespace = dst->namespace;
-		id.dst_service = dst->service;
-	}
+	if (src)
+		id.src = src->src_keys;
+	if (dst)
+		id.dst = dst->dst_keys;
 	if (df->wl) {
 		local = k->direction == ML_DROP_EGRESS ? src : dst;
 		drop_wl_add(df->wl, local ? local->workload : NULL, local ? local->namespace : NULL,

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <endian.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -66,12 +67,14 @@ struct md_table {
 struct md_cgid {
 	uint64_t id;
 	char *rel;
+	struct accesslog_keys key; /* ,"cgroup":"rel" (none for the root), in rel's allocation */
 };
 
 struct ml_metadata {
 	char *path;
 	char *cg_root;
 	struct md_table *t;
+	uint64_t gen; /* 1, then one more with each reload (a new table) */
 	struct md_cgid *ids;
 	size_t n_ids;
 	int64_t scanned_at; /* monotonic ns of the last tree walk */
@@ -98,6 +101,7 @@ static void table_free(struct md_table *t)
 		free((char *)t->wl[i].version);
 		free((char *)t->wl[i].cluster);
 		free((char *)t->wl[i].principal);
+		free((char *)t->wl[i].src_keys.text);
 	}
 	for (i = 0; i < t->n_cg; i++)
 		free(t->cg[i].path);
@@ -113,17 +117,16 @@ static void len_mask(unsigned int len, uint64_t *hi, uint64_t *lo)
 	*lo = len <= 64 ? 0 : len >= 128 ? ~0ULL : ~0ULL << (128 - len);
 }
 
+/* The address as two big-endian halves: two loads, no byte loop (this
+ * runs for each end of every record named by address). */
 static void addr_split(const uint8_t a[16], uint64_t *hi, uint64_t *lo)
 {
-	uint64_t h = 0, l = 0;
-	int i;
+	uint64_t h, l;
 
-	for (i = 0; i < 8; i++) {
-		h = h << 8 | a[i];
-		l = l << 8 | a[8 + i];
-	}
-	*hi = h;
-	*lo = l;
+	memcpy(&h, a, 8);
+	memcpy(&l, a + 8, 8);
+	*hi = be64toh(h);
+	*lo = be64toh(l);
 }
 
 /* "10.1.2.3", "10.1.0.0/16", "fd00::7", "fd00::/8" -> prefix; false if not one */
@@ -194,6 +197,31 @@ static int cmp_cgname(const void *a, const void *b)
 	int r = cmp_cg_key(x->path, x->len, y);
 
 	return r ? r : x->wl < y->wl ? -1 : x->wl > y->wl;
+}
+
+/*
+ * The workload's access-log keys as either end, one allocation, once per
+ * load. A name is at most MD_NAME_MAX bytes and each byte at most six in
+ * JSON (\u00XX, \ufffd): they always fit.
+ */
+static int render_keys(struct ml_workload *w)
+{
+	char buf[3 * 6 * MD_NAME_MAX + 128], *text;
+	int a, b;
+
+	a = accesslog_end_keys(false, w->workload, w->namespace, NULL, buf, sizeof(buf));
+	b = a < 0 ? -1 :
+		    accesslog_end_keys(true, w->workload, w->namespace, w->service, buf + a,
+				       sizeof(buf) - (size_t)a);
+	if (b < 0)
+		return -EINVAL;
+	text = malloc((size_t)(a + b) + 1);
+	if (!text)
+		return -ENOMEM;
+	memcpy(text, buf, (size_t)(a + b) + 1);
+	w->src_keys = (struct accesslog_keys){ text, (size_t)a };
+	w->dst_keys = (struct accesslog_keys){ text + a, (size_t)b };
+	return 0;
 }
 
 /* optional string member; -1 if present but not a usable string */
@@ -340,6 +368,10 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 				goto fail;
 			}
 		}
+		if (render_keys(w)) {
+			ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
+			goto fail;
+		}
 		a = cJSON_GetObjectItemCaseSensitive(e, "ips");
 		if (a && !cJSON_IsArray(a)) {
 			ml_err(err, err_len, -EINVAL, "%s: workloads[%zu].\"ips\": not an array", path, i);
@@ -463,6 +495,33 @@ static struct {
 	bool nomem;
 } scan;
 
+/*
+ * id and its path, with the path's access-log key rendered before it in
+ * one allocation (key NUL rel NUL): a line pastes the key, unscanned.
+ * Six bytes a path byte at most.
+ */
+static int cgid_init(struct md_cgid *c, uint64_t id, const char *rel)
+{
+	size_t n = strlen(rel), cap = 6 * n + 16;
+	char *text = malloc(cap + n + 1), *shrunk;
+	int k = 0;
+
+	if (!text)
+		return -ENOMEM;
+	if (*rel)
+		k = accesslog_cgroup_key(rel, text, cap);
+	if (k < 0) { /* cannot happen: cap is the most it takes */
+		free(text);
+		return -EINVAL;
+	}
+	memcpy(text + k + 1, rel, n + 1);
+	shrunk = realloc(text, (size_t)k + 1 + n + 1);
+	if (shrunk)
+		text = shrunk;
+	*c = (struct md_cgid){ id, text + k + 1, { text, (size_t)k } };
+	return 0;
+}
+
 static int scan_one(const char *fpath, const struct stat *st, int flag, struct FTW *ftw)
 {
 	const char *rel;
@@ -484,9 +543,7 @@ static int scan_one(const char *fpath, const struct stat *st, int flag, struct F
 	rel = fpath + scan.root_len;
 	while (*rel == '/')
 		rel++;
-	scan.ids[scan.n].id = st->st_ino;
-	scan.ids[scan.n].rel = strdup(rel);
-	if (!scan.ids[scan.n].rel) {
+	if (cgid_init(&scan.ids[scan.n], st->st_ino, rel)) {
 		scan.nomem = true;
 		return 1;
 	}
@@ -504,7 +561,7 @@ static int cmp_cgid(const void *a, const void *b)
 static void ids_free(struct md_cgid *ids, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		free(ids[i].rel);
+		free((char *)ids[i].key.text);
 	free(ids);
 }
 
@@ -550,6 +607,13 @@ const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id)
 	const struct md_cgid *c = find_id(md, cgroup_id);
 
 	return c ? c->rel : NULL;
+}
+
+const struct accesslog_keys *ml_metadata_cgroup_key(struct ml_metadata *md, uint64_t cgroup_id)
+{
+	const struct md_cgid *c = find_id(md, cgroup_id);
+
+	return c && c->key.len ? &c->key : NULL;
 }
 
 bool ml_metadata_cgroup_unknown(struct ml_metadata *md, uint64_t cgroup_id)
@@ -653,6 +717,7 @@ struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, 
 	while (n > 1 && md->cg_root[n - 1] == '/')
 		md->cg_root[--n] = '\0';
 	md->t = table_load(path, err, err_len);
+	md->gen = 1;
 	if (!md->t) {
 		ml_metadata_free(md);
 		return NULL;
@@ -669,8 +734,14 @@ int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len)
 		return -EINVAL;
 	table_free(md->t);
 	md->t = t;
+	md->gen++;
 	rescan(md); /* the file may name cgroups made since */
 	return 0;
+}
+
+uint64_t ml_metadata_generation(const struct ml_metadata *md)
+{
+	return md->gen;
 }
 
 const char *ml_metadata_path(const struct ml_metadata *md)

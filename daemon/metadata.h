@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "../accesslog/format.h"
 
 struct ml_workload {
 	const char *workload;  /* always set */
@@ -32,6 +33,9 @@ struct ml_workload {
 	const char *version;
 	const char *cluster;
 	const char *principal;
+	/* the access-log keys of the workload as the client's end and as the
+	 * server's (accesslog_end_keys()), rendered at load */
+	struct accesslog_keys src_keys, dst_keys;
 };
 
 struct ml_metadata;
@@ -50,6 +54,13 @@ struct ml_metadata *ml_metadata_open(const char *path, const char *cgroup_root, 
  */
 int ml_metadata_reload(struct ml_metadata *md, char *err, size_t err_len);
 
+/*
+ * 1 after the open, one more after each successful reload: the workloads
+ * (struct ml_workload *) the lookups return stay valid, and mean the same
+ * names, for as long as this does not change.
+ */
+uint64_t ml_metadata_generation(const struct ml_metadata *md);
+
 /* The file given to ml_metadata_open(). */
 const char *ml_metadata_path(const struct ml_metadata *md);
 
@@ -64,6 +75,9 @@ const struct ml_workload *ml_metadata_by_addr(const struct ml_metadata *md,
 /* Path of cgroup id relative to the root ("" for the root itself), or NULL
  * when the cache does not know it. */
 const char *ml_metadata_cgroup_path(struct ml_metadata *md, uint64_t cgroup_id);
+
+/* Its access-log key, ,"cgroup":"<path>"; NULL when unknown or the root. */
+const struct accesslog_keys *ml_metadata_cgroup_key(struct ml_metadata *md, uint64_t cgroup_id);
 
 /*
  * Whether cgroup id (not 0) is not in the cache and a rescan may find it:

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <string.h>
+
 #include "../drops/reasons.h"
 #include "metadata.h"
 #include "pipeline.h"
 
-static int addr_unspecified(const uint8_t a[ML_ADDR_LEN])
+static bool addr_unspecified(const uint8_t a[ML_ADDR_LEN])
 {
-	for (int i = 0; i < ML_ADDR_LEN; i++)
-		if (a[i])
-			return 0;
-	return 1;
+	uint64_t w[2];
+
+	memcpy(w, a, sizeof(w));
+	return !(w[0] | w[1]);
 }
 
 /*
@@ -20,12 +22,10 @@ static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
 		     const struct ml_workload **dstp)
 {
 	const struct ml_workload *own = NULL, *src = NULL, *dst = NULL;
+	const char *cgroup = ml_metadata_cgroup_path(md, r->cgroup_id);
 
-	id->cgroup = ml_metadata_cgroup_path(md, r->cgroup_id);
-	if (id->cgroup)
-		own = ml_metadata_by_cgroup(md, id->cgroup);
-	if (id->cgroup && !id->cgroup[0])
-		id->cgroup = NULL; /* the root itself: nothing to say */
+	if (cgroup)
+		own = ml_metadata_by_cgroup(md, cgroup);
 	if (own && r->direction == ML_DIR_OUTBOUND)
 		src = own;
 	else if (!addr_unspecified(r->src_addr))
@@ -34,14 +34,15 @@ static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
 		dst = own;
 	else if (!addr_unspecified(r->dst_addr))
 		dst = ml_metadata_by_addr(md, r->dst_addr);
-	if (src) {
-		id->src_workload = src->workload;
-		id->src_namespace = src->namespace;
-	}
-	if (dst) {
-		id->dst_workload = dst->workload;
-		id->dst_namespace = dst->namespace;
-		id->dst_service = dst->service;
+	if (id) {
+		const struct accesslog_keys *cg = ml_metadata_cgroup_key(md, r->cgroup_id);
+
+		if (cg) /* the root itself has none: nothing to say */
+			id->cgroup = *cg;
+		if (src)
+			id->src = src->src_keys;
+		if (dst)
+			id->dst = dst->dst_keys;
 	}
 	if (srcp) {
 		*srcp = src;
@@ -61,18 +62,24 @@ static void end_of(const struct ml_workload *w, struct metrics_end *e)
 void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct metrics_names *out)
 {
 	struct ml_pipeline *p = pipeline;
-	struct accesslog_identity id = { 0 };
 	const struct ml_workload *src, *dst;
 
 	if (!p->md)
 		return;
-	identify(p->md, r, &id, &src, &dst);
+	identify(p->md, r, NULL, &src, &dst);
 	end_of(src, &out->src);
 	end_of(dst, &out->dst);
-	out->src_workload = id.src_workload;
-	out->src_namespace = id.src_namespace;
-	out->dst_workload = id.dst_workload;
-	out->dst_namespace = id.dst_namespace;
+	if (src) {
+		out->src_workload = src->workload;
+		out->src_namespace = src->namespace;
+	}
+	if (dst) {
+		out->dst_workload = dst->workload;
+		out->dst_namespace = dst->namespace;
+	}
+	out->src_id = src;
+	out->dst_id = dst;
+	out->id_gen = ml_metadata_generation(p->md);
 }
 
 int ml_pipeline_record(void *pipeline, void *data, size_t size)

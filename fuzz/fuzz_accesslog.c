@@ -321,11 +321,43 @@ static const char *const id_keys[N_ID] = {
 	"cgroup", "src_workload", "src_namespace", "dst_workload", "dst_namespace", "dst_service",
 };
 
-static const char *id_value(const struct accesslog_identity *id, int i)
+/*
+ * An identity as the daemon gives it (keys rendered once by
+ * accesslog_cgroup_key() and accesslog_end_keys(), as the metadata load
+ * does) beside the raw names it was rendered from, which the checks want
+ * to find again in the line.
+ */
+#define KEYS_MAX (3 * (16 + 6 * NAME_MAX_LEN)) /* three keys of six bytes a name byte */
+struct fz_id {
+	struct accesslog_identity id;
+	const char *v[N_ID]; /* id_keys' raw values; NULL: none */
+	char text[3][KEYS_MAX];
+};
+
+static struct accesslog_keys rendered(int n, const char *text)
 {
-	const char *const v[N_ID] = { id->cgroup, id->src_workload, id->src_namespace,
-				      id->dst_workload, id->dst_namespace, id->dst_service };
-	return v[i];
+	if (n < 0) /* cannot be: KEYS_MAX is the most they take */
+		abort();
+	return (struct accesslog_keys){ text, (size_t)n };
+}
+
+static void fz_id_init(struct fz_id *f, const char *const v[N_ID], const char *drop_reason)
+{
+	memset(f, 0, sizeof(*f));
+	memcpy(f->v, v, sizeof(f->v));
+	f->id.drop_reason = drop_reason;
+	if (v[0])
+		f->id.cgroup = rendered(accesslog_cgroup_key(v[0], f->text[0], KEYS_MAX),
+					f->text[0]);
+	f->id.src = rendered(accesslog_end_keys(false, v[1], v[2], NULL, f->text[1], KEYS_MAX),
+			     f->text[1]);
+	f->id.dst = rendered(accesslog_end_keys(true, v[3], v[4], v[5], f->text[2], KEYS_MAX),
+			     f->text[2]);
+}
+
+static const char *id_value(const struct fz_id *f, int i)
+{
+	return f->v[i];
 }
 
 /*
@@ -336,8 +368,9 @@ static const char *id_value(const struct accesslog_identity *id, int i)
  * names).
  */
 static void check_record(const struct tcp_probe_info *r, const struct accesslog_clock *clk,
-			 const struct accesslog_identity *id)
+			 const struct fz_id *fid)
 {
+	const struct accesslog_identity *id = &fid->id;
 	static const char *const keys_all[] = {
 		"time", "start_time", "duration_ns", "direction", "src_addr", "src_port",
 		"dst_addr", "dst_port", "family", "success", "failure", "error", "handshake_us",
@@ -399,8 +432,8 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 			continue;
 		keys[k++] = key;
 	}
-	for (int i = 0; id && i < N_ID; i++)
-		if (id_value(id, i))
+	for (int i = 0; i < N_ID; i++)
+		if (id_value(fid, i))
 			keys[k++] = id_keys[i];
 	keys[k] = NULL;
 	want_keys(o, keys);
@@ -467,9 +500,9 @@ static void check_record(const struct tcp_probe_info *r, const struct accesslog_
 			want_str(o, "last_drop_reason",
 				 id && id->drop_reason ? id->drop_reason : "UNKNOWN");
 	}
-	for (int i = 0; id && i < N_ID; i++)
-		if (id_value(id, i))
-			want_name(o, id_keys[i], id_value(id, i));
+	for (int i = 0; i < N_ID; i++)
+		if (id_value(fid, i))
+			want_name(o, id_keys[i], id_value(fid, i));
 	cJSON_Delete(o);
 	check_exact_fit(fmt_rec, &ctx, line, n);
 	cur_line = NULL;
@@ -517,8 +550,9 @@ static void want_name(const cJSON *o, const char *key, const char *raw)
 
 static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 		       const struct accesslog_drop_names *names,
-		       const struct accesslog_identity *id, const struct accesslog_clock *clk)
+		       const struct fz_id *fid, const struct accesslog_clock *clk)
 {
+	const struct accesslog_identity *id = fid ? &fid->id : NULL;
 	static const char *const flag_names[] = { "FIN", "SYN", "RST", "PSH",
 						  "ACK", "URG", "ECE", "CWR" };
 	struct drop_ctx ctx = { k, v, names, id, clk };
@@ -583,8 +617,8 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 	keys[nk++] = "netns";
 	if (v->sock_cookie)
 		keys[nk++] = "sock_cookie";
-	for (int i = 1; id && i < N_ID; i++) /* every identity key but cgroup */
-		if (id_value(id, i))
+	for (int i = 1; fid && i < N_ID; i++) /* every identity key but cgroup */
+		if (id_value(fid, i))
 			keys[nk++] = id_keys[i];
 	keys[nk] = NULL;
 	want_keys(o, keys);
@@ -631,9 +665,9 @@ static void check_drop(const struct ml_flow_key *k, const struct ml_flow_val *v,
 	want_num(line, o, "netns", k->netns);
 	if (v->sock_cookie)
 		want_num(line, o, "sock_cookie", v->sock_cookie);
-	for (int i = 1; id && i < N_ID; i++)
-		if (id_value(id, i))
-			want_name(o, id_keys[i], id_value(id, i));
+	for (int i = 1; fid && i < N_ID; i++)
+		if (id_value(fid, i))
+			want_name(o, id_keys[i], id_value(fid, i));
 	cJSON_Delete(o);
 	check_exact_fit(fmt_drop, &ctx, line, n);
 	cur_line = NULL;
@@ -718,7 +752,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct accesslog_drop_names names = { reason, layer, module };
 	char idv[N_ID][NAME_MAX_LEN + 1];
 	const char *idp[N_ID];
-	struct accesslog_identity id, reason_only;
+	static const char *const none[N_ID];
+	static struct fz_id id, reason_only; /* 1.2 KiB of keys each */
 	bool has_id;
 	struct tcp_probe_info r;
 	struct accesslog_clock clk;
@@ -748,9 +783,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p = next_piece(p, end, idv[i], NAME_MAX_LEN);
 		idp[i] = there && idv[i][0] ? idv[i] : NULL;
 	}
-	id = (struct accesslog_identity){ idp[0], idp[1], idp[2], idp[3], idp[4], idp[5],
-					  namer_text[0] ? namer_text : NULL };
-	reason_only = (struct accesslog_identity){ .drop_reason = id.drop_reason };
+	fz_id_init(&id, idp, namer_text[0] ? namer_text : NULL);
+	fz_id_init(&reason_only, none, id.id.drop_reason);
 
 	check_record(&r, &clk, has_id ? &id : &reason_only);
 	check_drop(&k, &v, &names, NULL, &clk);

@@ -65,6 +65,7 @@ struct series {
 	uint64_t last_active_ns;
 	uint64_t hash;
 	uint32_t live;     /* tracked connections counting into this series */
+	uint32_t epoch;    /* bumped when the slot is freed: a cached slot is stale */
 	uint8_t direction; /* ML_DIR_*; 0: slot unused */
 	union {
 		struct { /* METRICS_IP_PAIR */
@@ -101,6 +102,23 @@ struct table {
 	uint64_t folded, dropped;
 };
 
+/*
+ * The named sets' series of a pair of ends, by identify()'s handles
+ * (metrics_names.src_id, dst_id): a new connection between ends already
+ * seen takes its series from here, where a lookup would hash and compare
+ * the Istio set's 19 labels and the workload set's 4 (with --metadata,
+ * most of the per-record cost of the metrics: callgrind, bench_pipeline).
+ * Direct-mapped; an entry holds while its generation and every slot's
+ * epoch do. Overflow slots are never held: a slot may free up meanwhile.
+ */
+#define PAIRS 1024 /* a power of two */
+struct pair {
+	const void *src, *dst;
+	uint64_t gen; /* metrics_names.id_gen; 0: empty */
+	uint8_t direction;
+	uint32_t slot[METRICS_SETS], epoch[METRICS_SETS]; /* the named sets' */
+};
+
 struct conn {
 	uint64_t cookie; /* 0: unused slot (the kernel's cookies start at 1) */
 	uint64_t sent, received;
@@ -129,6 +147,7 @@ struct metrics {
 	uint32_t expiry; /* full passes unseen before a connection is forgotten */
 	uint64_t expired;
 	bool rto_known; /* a record said this kernel counts RTOs (ML_F_RTO) */
+	struct pair *pairs; /* PAIRS, with identify() */
 };
 
 static const char *const dir_name[] = { "unknown", "outbound", "inbound" };
@@ -257,6 +276,10 @@ struct metrics *metrics_new(const struct metrics_config *cfg)
 			return NULL;
 		}
 	}
+	if (cfg->identify && !(m->pairs = calloc(PAIRS, sizeof(*m->pairs)))) {
+		metrics_free(m);
+		return NULL;
+	}
 	if (ml_table_init(&m->conn_index, CONNS_INIT) || conns_grow(m, CONNS_INIT)) {
 		metrics_free(m);
 		return NULL;
@@ -273,6 +296,7 @@ void metrics_free(struct metrics *m)
 	free(m->conns);
 	free(m->conns_free);
 	ml_table_free(&m->conn_index);
+	free(m->pairs);
 	free(m);
 }
 
@@ -421,7 +445,10 @@ static void format_port(char *buf, uint16_t port)
 static int series_init(const struct table *t, struct series *s,
 		       const struct probe *p)
 {
+	uint32_t epoch = s->epoch;
+
 	memset(s, 0, sizeof(*s));
+	s->epoch = epoch;
 	if (t->set == METRICS_IP_PAIR) {
 		memcpy(s->ip.src, p->r->src_addr, ML_ADDR_LEN);
 		memcpy(s->ip.dst, p->r->dst_addr, ML_ADDR_LEN);
@@ -495,6 +522,7 @@ static void table_drop(struct table *t, uint32_t slot)
 		t->s[slot].wl.text = NULL;
 	}
 	t->s[slot].direction = 0;
+	t->s[slot].epoch++;
 	t->dropped++;
 }
 
@@ -671,6 +699,60 @@ static void live_raw(struct metrics *m, struct conn *c, const struct tcp_probe_i
 	 * to put in a line (only the storage-reading passes give them) */
 }
 
+static struct pair *pair_of(struct metrics *m, const struct metrics_names *n, uint8_t direction)
+{
+	uint64_t h = mix64((uint64_t)(uintptr_t)n->src_id ^ direction);
+
+	return &m->pairs[mix64(h ^ (uint64_t)(uintptr_t)n->dst_id) & (PAIRS - 1)];
+}
+
+static bool pair_is(const struct metrics *m, const struct pair *pc, const struct metrics_names *n,
+		    uint8_t direction)
+{
+	if (pc->gen != n->id_gen || pc->src != n->src_id || pc->dst != n->dst_id ||
+	    pc->direction != direction)
+		return false;
+	for (int k = METRICS_WORKLOAD; k < METRICS_SETS; k++)
+		if (m->t[k].on && m->t[k].s[pc->slot[k]].epoch != pc->epoch[k])
+			return false;
+	return true;
+}
+
+/* The named sets' series of a new connection (slot[] of the rest untouched). */
+static void named_slots(struct metrics *m, const struct tcp_probe_info *r,
+			uint32_t slot[METRICS_SETS])
+{
+	struct metrics_names names = { 0 };
+	uint8_t direction = direction_of(r);
+	struct pair *pc = NULL;
+	bool hold;
+
+	m->cfg.identify(m->cfg.identify_ctx, r, &names);
+	if (names.id_gen) {
+		pc = pair_of(m, &names, direction);
+		if (pair_is(m, pc, &names, direction)) {
+			for (int k = METRICS_WORKLOAD; k < METRICS_SETS; k++)
+				slot[k] = m->t[k].on ? pc->slot[k] : NO_SLOT;
+			return;
+		}
+	}
+	hold = pc;
+	for (int k = METRICS_WORKLOAD; k < METRICS_SETS; k++) {
+		slot[k] = m->t[k].on ? table_slot(&m->t[k], r, &names) : NO_SLOT;
+		hold = hold && (slot[k] == NO_SLOT || slot[k] < m->t[k].cap);
+	}
+	if (!hold)
+		return;
+	*pc = (struct pair){ .src = names.src_id, .dst = names.dst_id, .gen = names.id_gen,
+			     .direction = direction };
+	for (int k = METRICS_WORKLOAD; k < METRICS_SETS; k++) {
+		if (slot[k] != NO_SLOT) {
+			pc->slot[k] = slot[k];
+			pc->epoch[k] = m->t[k].s[slot[k]].epoch;
+		}
+	}
+}
+
 void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 {
 	struct conn *c = NULL, none = { 0 };
@@ -693,13 +775,13 @@ void metrics_record(struct metrics *m, const struct tcp_probe_info *r)
 	if (c) {
 		memcpy(slot, c->slot, sizeof(slot));
 	} else {
-		struct metrics_names names = { 0 };
-
+		slot[METRICS_IP_PAIR] = m->t[METRICS_IP_PAIR].on ?
+			table_slot(&m->t[METRICS_IP_PAIR], r, NULL) : NO_SLOT;
 		/* the ends named once for every set that shows names */
 		if (m->t[METRICS_WORKLOAD].on || m->t[METRICS_ISTIO].on)
-			m->cfg.identify(m->cfg.identify_ctx, r, &names);
-		for (int k = 0; k < METRICS_SETS; k++)
-			slot[k] = m->t[k].on ? table_slot(&m->t[k], r, &names) : NO_SLOT;
+			named_slots(m, r, slot);
+		else
+			slot[METRICS_WORKLOAD] = slot[METRICS_ISTIO] = NO_SLOT;
 		if (trackable && r->type != ML_REC_CONN_CLOSE) {
 			c = conn_add(m, r->sock_cookie, pos, slot);
 			if (c)

@@ -69,6 +69,15 @@ struct metrics_end {
 struct metrics_names {
 	const char *src_workload, *src_namespace, *dst_workload, *dst_namespace;
 	struct metrics_end src, dst; /* the Istio set's */
+	/*
+	 * Optional: what named each end (identify()'s own handle, such as its
+	 * metadata entry; NULL for an unnamed end) and the generation those
+	 * handles belong to (0: no handles given). Within one generation,
+	 * equal handles must mean equal names: a new connection then finds
+	 * its named series by the handles alone, comparing no label text.
+	 */
+	const void *src_id, *dst_id;
+	uint64_t id_gen;
 };
 
 /* What an interval of an open connection added, as counted here. */

@@ -306,22 +306,57 @@ static void test_health_keys(void **state)
 				    "\"total_rto_recoveries\":6,\"total_rto_time_ms\":1024,\"state\""));
 }
 
+/* An end's keys, rendered as the metadata load renders them. */
+static struct accesslog_keys end_keys(char *buf, size_t len, bool dst, const char *workload,
+				      const char *ns, const char *service)
+{
+	int n = accesslog_end_keys(dst, workload, ns, service, buf, len);
+
+	assert_true(n >= 0);
+	assert_int_equal(strlen(buf), n);
+	return (struct accesslog_keys){ buf, (size_t)n };
+}
+
+/* the keys of an end and of a cgroup: exact text, escaped, NULL names left out */
+static void test_end_keys(void **state)
+{
+	char buf[BIG];
+	int n;
+
+	(void)state;
+	end_keys(buf, sizeof(buf), false, "web", "shop", "ignored");
+	assert_string_equal(buf, ",\"src_workload\":\"web\",\"src_namespace\":\"shop\"");
+	end_keys(buf, sizeof(buf), true, "db-0", NULL, "db");
+	assert_string_equal(buf, ",\"dst_workload\":\"db-0\",\"dst_service\":\"db\"");
+	end_keys(buf, sizeof(buf), true, "q\"\x01\xff", "n", NULL);
+	assert_string_equal(buf, ",\"dst_workload\":\"q\\\"\\u0001\\ufffd\",\"dst_namespace\":\"n\"");
+	end_keys(buf, sizeof(buf), false, NULL, NULL, NULL);
+	assert_string_equal(buf, "");
+	n = accesslog_cgroup_key("a/b\\c", buf, sizeof(buf));
+	assert_string_equal(buf, ",\"cgroup\":\"a/b\\\\c\"");
+	assert_int_equal(n, strlen(buf));
+	/* too small: -1, never a cut key */
+	assert_int_equal(accesslog_cgroup_key("a/b\\c", buf, (size_t)n), -1);
+	assert_int_equal(accesslog_end_keys(false, "web", "shop", NULL, buf, 20), -1);
+}
+
 /* identity keys: appended after the fixed ones, escaped, absent when NULL */
 static void test_identity_keys(void **state)
 {
 	struct tcp_probe_info r = outbound_v4();
+	char cg[BIG], src[BIG], dst[BIG];
 	struct accesslog_identity id = {
-		.cgroup = "kubepods.slice/pod\"1\"",
-		.src_workload = "a\\b\n",
-		.dst_workload = "productpage-v1",
-		.dst_namespace = "bookinfo",
-		.dst_service = "productpage",
+		.src = end_keys(src, sizeof(src), false, "a\\b\n", NULL, NULL),
+		.dst = end_keys(dst, sizeof(dst), true, "productpage-v1", "bookinfo", "productpage"),
 	};
 	char plain[BIG], buf[BIG];
 	int n, m;
 	cJSON *o;
 
 	(void)state;
+	n = accesslog_cgroup_key("kubepods.slice/pod\"1\"", cg, sizeof(cg));
+	assert_true(n > 0);
+	id.cgroup = (struct accesslog_keys){ cg, (size_t)n };
 	n = accesslog_format(&r, &clk2026, plain, sizeof(plain));
 	assert_int_equal(accesslog_format_id(&r, &clk2026, NULL, buf, sizeof(buf)), n);
 	assert_string_equal(buf, plain);
@@ -2038,8 +2073,12 @@ static void test_drop_line(void **state)
 	cJSON_Delete(j);
 	/* workload keys of the ends that are known, escaped; no cgroup key */
 	{
-		struct accesslog_identity id = { .cgroup = "not/used", .src_workload = "we\"b",
-						 .src_namespace = "shop", .dst_service = "db" };
+		char cg[64], src[64], dst[64];
+		struct accesslog_identity id = {
+			.cgroup = { cg, (size_t)accesslog_cgroup_key("not/used", cg, sizeof(cg)) },
+			.src = end_keys(src, sizeof(src), false, "we\"b", "shop", NULL),
+			.dst = end_keys(dst, sizeof(dst), true, NULL, NULL, "db"),
+		};
 
 		assert_true(accesslog_format_drop(&k, &v, &names, &id, &clk, buf, sizeof(buf)) > 0);
 		j = cJSON_Parse(buf);
@@ -2062,6 +2101,7 @@ int main(void)
 		cmocka_unit_test(test_outbound_v4),
 		cmocka_unit_test(test_handshake_key),
 		cmocka_unit_test(test_health_keys),
+		cmocka_unit_test(test_end_keys),
 		cmocka_unit_test(test_identity_keys),
 		cmocka_unit_test(test_inbound_v6),
 		cmocka_unit_test(test_v4mapped_on_inet6_socket),

@@ -238,13 +238,16 @@ static void test_reload(void **state)
 
 	load(f, "{\"workloads\":[{\"ips\":[\"10.0.0.1\"],\"workload\":\"old\"}]}");
 	assert_string_equal(who(f, "10.0.0.1"), "old");
+	assert_int_equal(ml_metadata_generation(f->md), 1);
 	write_file(f, "{\"workloads\":[{\"ips\":[\"10.0.0.1\"],\"workload\":\"new\"}]}");
 	assert_int_equal(ml_metadata_reload(f->md, f->err, sizeof(f->err)), 0);
 	assert_string_equal(who(f, "10.0.0.1"), "new");
+	assert_int_equal(ml_metadata_generation(f->md), 2); /* the workloads changed */
 	write_file(f, "{\"workloads\":[{\"ips\":[\"10.0.0.x\"],\"workload\":\"bad\"}]}");
 	assert_int_equal(ml_metadata_reload(f->md, f->err, sizeof(f->err)), -EINVAL);
 	assert_non_null(strstr(f->err, "10.0.0.x"));
 	assert_string_equal(who(f, "10.0.0.1"), "new");
+	assert_int_equal(ml_metadata_generation(f->md), 2); /* a failed reload changes nothing */
 	assert_string_equal(ml_metadata_path(f->md), f->file);
 }
 
@@ -322,6 +325,46 @@ static void test_cgroups(void **state)
 	assert_false(ml_metadata_cgroup_unknown(f->md, 0));
 }
 
+static void want_keys(const struct accesslog_keys *k, const char *text)
+{
+	assert_non_null(k);
+	assert_int_equal(k->len, strlen(text));
+	assert_memory_equal(k->text, text, k->len);
+}
+
+/* The access-log keys rendered at load and at each walk, escaped once. */
+static void test_rendered_keys(void **state)
+{
+	struct fx *f = *state;
+	const struct ml_workload *w;
+	char p[256];
+	uint64_t odd;
+
+	mkdirs(f, "kubepods.slice/po\"d\\1");
+	load(f, "{\"workloads\":["
+		"{\"ips\":[\"10.0.0.1\"],\"workload\":\"we\\\"b\",\"namespace\":\"shop\","
+		"\"service\":\"web\"},"
+		"{\"ips\":[\"10.0.0.2\"],\"workload\":\"db\\u0001\"}]}");
+	w = ml_metadata_by_addr(f->md, (const uint8_t[16]){ [10] = 0xff, [11] = 0xff, 10, 0, 0, 1 });
+	assert_non_null(w);
+	want_keys(&w->src_keys, ",\"src_workload\":\"we\\\"b\",\"src_namespace\":\"shop\"");
+	want_keys(&w->dst_keys, ",\"dst_workload\":\"we\\\"b\",\"dst_namespace\":\"shop\","
+				"\"dst_service\":\"web\"");
+	w = ml_metadata_by_addr(f->md, (const uint8_t[16]){ [10] = 0xff, [11] = 0xff, 10, 0, 0, 2 });
+	assert_non_null(w);
+	want_keys(&w->src_keys, ",\"src_workload\":\"db\\u0001\"");
+	want_keys(&w->dst_keys, ",\"dst_workload\":\"db\\u0001\"");
+
+	snprintf(p, sizeof(p), "%s/kubepods.slice/po\"d\\1", f->root);
+	odd = ino_of(p);
+	assert_string_equal(ml_metadata_cgroup_path(f->md, odd), "kubepods.slice/po\"d\\1");
+	want_keys(ml_metadata_cgroup_key(f->md, odd), ",\"cgroup\":\"kubepods.slice/po\\\"d\\\\1\"");
+	snprintf(p, sizeof(p), "%s/kubepods.slice", f->root);
+	want_keys(ml_metadata_cgroup_key(f->md, ino_of(p)), ",\"cgroup\":\"kubepods.slice\"");
+	assert_null(ml_metadata_cgroup_key(f->md, ino_of(f->root))); /* the root: no key */
+	assert_null(ml_metadata_cgroup_key(f->md, 0));
+}
+
 /* Istio's identity keys: each kept as given, each optional, each a name
  * like the others (1 to 253 bytes). */
 static void test_istio_keys(void **state)
@@ -365,7 +408,7 @@ int main(void)
 		T(test_zero_length_prefixes), T(test_bad_files),
 		T(test_reload),            T(test_cgroups),
 		T(test_duplicate_addresses_warned),
-		T(test_istio_keys),
+		T(test_istio_keys),	   T(test_rendered_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

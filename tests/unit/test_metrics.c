@@ -421,6 +421,8 @@ static struct {
 	int calls, gen;
 	char buf[2][32];
 	const char *long_a, *long_b; /* when set: names for both ends */
+	bool ids;                    /* give handles: an end's is handle[last byte] */
+	char handle[256];
 } who;
 
 static const char *name_of(uint8_t last, int side, const char **ns)
@@ -450,6 +452,11 @@ static void identify(void *ctx, const struct tcp_probe_info *r, struct metrics_n
 	}
 	out->src_workload = name_of(r->src_addr[15], 0, &out->src_namespace);
 	out->dst_workload = name_of(r->dst_addr[15], 1, &out->dst_namespace);
+	if (who.ids) { /* as the pipeline gives them: NULL for an unnamed end */
+		out->src_id = out->src_workload ? &who.handle[r->src_addr[15]] : NULL;
+		out->dst_id = out->dst_workload ? &who.handle[r->dst_addr[15]] : NULL;
+		out->id_gen = (uint64_t)who.gen + 1;
+	}
 }
 
 static struct metrics *new_workload_metrics(unsigned int max_series, unsigned int idle,
@@ -780,6 +787,79 @@ static void istio_identify(void *ctx, const struct tcp_probe_info *r, struct met
 	"request_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"unknown\""
 
 /*
+ * A new connection between ends already seen takes its series by the ends'
+ * handles, for as long as they name the same: never a series freed since
+ * and taken by other names, never the overflow series once there is room,
+ * never the old names after a reload (a new generation).
+ */
+static void test_series_by_handles(void **state)
+{
+	struct metrics_config cfg = { .max_series = 2, .series_idle_seconds = 1,
+				      .identify = istio_identify, .identify_ctx = &who,
+				      .istio = true };
+	struct metrics *m = metrics_new(&cfg);
+	struct metrics_stats st;
+	struct tcp_probe_info r;
+	uint64_t cookie = 1, idle = 1000 + 2000000000ULL;
+
+	(void)state;
+	assert_non_null(m);
+	memset(&who, 0, sizeof(who));
+	who.ids = true;
+	for (int i = 0; i < 3; i++) {
+		r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, cookie++, 10, 1);
+		metrics_record(m, &r);
+	}
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 1);
+	assert_int_equal(st.series[METRICS_ISTIO], 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 3);
+	assert_int_equal(sample(m, "istio_tcp_connections_closed_total",
+				ISTIO("source", "client2", "app", "client2", "latest")),
+			 3);
+	/* idle: dropped; client3 takes the freed slots, then client2 again */
+	metrics_live_end(m, idle, false);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 3, 80, cookie++, 10, 1);
+	metrics_record(m, &r);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, cookie++, 10, 1);
+	metrics_record(m, &r);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "client3", "app", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "client2", "app", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "istio_tcp_connections_closed_total",
+				ISTIO("source", "client3", "app", "client3", "latest")),
+			 1);
+	/* a reload renames client2 behind the same handle: the new name, into
+	 * the overflow series while the cap is reached */
+	who.gen = 1;
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, cookie++, 10, 1);
+	metrics_record(m, &r);
+	metrics_stats(m, &st);
+	assert_int_equal(st.folded[METRICS_WORKLOAD], 1);
+	assert_int_equal(st.folded[METRICS_ISTIO], 1);
+	/* room again: the renamed pair gets its own series */
+	metrics_live_end(m, 2 * idle, false);
+	r = rec(ML_REC_CONN_CLOSE, ML_DIR_OUTBOUND, 2, 80, cookie++, 10, 1);
+	metrics_record(m, &r);
+	metrics_stats(m, &st);
+	assert_int_equal(st.series[METRICS_WORKLOAD], 1);
+	assert_int_equal(st.folded[METRICS_WORKLOAD], 1);
+	assert_int_equal(sample(m, "meshlens_workload_tcp_connections_closed_total",
+				WL("outbound", "renamed2", "app", "server", "web")),
+			 1);
+	assert_int_equal(sample(m, "istio_tcp_connections_closed_total",
+				ISTIO("source", "renamed2", "app", "renamed2", "latest")),
+			 1);
+	assert_int_equal(who.calls, 7); /* asked for every connection all the same */
+	metrics_free(m);
+}
+
+/*
  * Istio's families: reporter by the socket's side, every label Istio has,
  * Istio's defaults where nothing is said, and Istio's sent/received — the
  * response's and the request's bytes whichever end reports.
@@ -1022,6 +1102,7 @@ int main(void)
 		cmocka_unit_test(test_workload_rename_never_splits_an_open_connection),
 		cmocka_unit_test(test_workload_names_are_not_concatenated),
 		cmocka_unit_test(test_workload_cap_overflow_and_idle_drop),
+		cmocka_unit_test(test_series_by_handles),
 		cmocka_unit_test(test_idle_drops_keep_the_rest_findable),
 		cmocka_unit_test(test_expired_connection_frees_both_sets),
 		cmocka_unit_test(test_many_connections_grow_and_expire),
