@@ -81,8 +81,9 @@ enum ml_failure {
  * and received_bytes are the bases instead: the kernel's bytes_acked and
  * bytes_received at ESTABLISHED (the SYN's sequence space, and data a
  * TCP Fast Open SYN carried), which ML_F_RAW records are relative to.
- * OPEN records carry the ends, identity and times only: the TCP counters
- * (srtt_us .. last_drop_reason) are 0 there.
+ * OPEN records carry the ends, identity, times and handshake_us (with
+ * ML_F_HANDSHAKE) only: the TCP counters (srtt_us .. last_drop_reason)
+ * and the TCP health fields are 0 there.
  */
 struct tcp_probe_info {
 	__u64 start_ns;       /* monotonic ns: connect() called / accepted */
