@@ -292,6 +292,19 @@ static int tp_btf_params(const struct btf *btf, const char *name)
 	return t && btf_is_func_proto(t) ? btf_vlen(t) : -1;
 }
 
+/* Whether struct name of this kernel's BTF has a member called member. */
+static bool btf_has_member(const struct btf *btf, const char *name, const char *member)
+{
+	int id = btf ? btf__find_by_name_kind(btf, name, BTF_KIND_STRUCT) : -1;
+	const struct btf_type *t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	const struct btf_member *m = t ? btf_members(t) : NULL;
+
+	for (int i = 0; t && i < btf_vlen(t); i++, m++)
+		if (!strcmp(btf__name_by_offset(btf, m->name_off), member))
+			return true;
+	return false;
+}
+
 /* a prototype this kernel lacks is not a refusal: the next variant fits */
 static bool variant_fits(const struct ml_variant *v, const struct btf *btf)
 {
@@ -630,6 +643,8 @@ int ml_bpf_load(struct ml_bpf *b, const struct ml_load_opts *o, char *err, size_
 	}
 	btf = btf__load_vmlinux_btf();
 	b->mem_alloc = btf && btf__find_by_name_kind(btf, "bpf_mem_alloc", BTF_KIND_STRUCT) >= 0;
+	/* what bpf_core_field_exists() answers the programs (bpf/conn.h) */
+	b->rto_counted = btf_has_member(btf, "tcp_sock", "total_rto");
 	b->drop_flows = o->drop_flows;
 	for (int f = 0; f < ML_FEATURES; f++) {
 		if (f == ML_FEAT_DROPS && !o->drops) {

@@ -63,6 +63,7 @@ struct ml_bpf {
 	char pin_dir[256];              /* bpffs directory of pinned maps and links; "" = none */
 	bool pin_dir_made;              /* created by this process: removed again on failure */
 	bool mem_alloc;                 /* the kernel has the BPF memory allocator (6.1) */
+	bool rto_counted;               /* the kernel counts RTOs per socket (total_rto, 6.7) */
 	bool drop_flows;                /* per-flow drop counts are read (ml_load_opts) */
 	int pin_lock_fd;                /* the pin directory, flock()ed while this daemon runs */
 	struct bpf_link *links[ML_MAX_LINKS];

@@ -247,6 +247,8 @@ static int start(struct ml_daemon *d, char *err, size_t errlen)
 		return ml_bpf_print_probe(&d->bpf, stdout), -1;
 	if (ml_bpf_live_by_task(&d->bpf)) /* see metrics.h */
 		metrics_live_set_expiry(d->pl.metrics, 10);
+	if (d->bpf.rto_counted) /* the RTO families from the start, not the first close */
+		metrics_rto_counted(d->pl.metrics);
 	if (o->log_interval_s && d->pl.sink && !ml_bpf_live_full_records(&d->bpf))
 		fprintf(stderr, "meshlens: log_interval_s: no interim lines on this kernel (live "
 				"passes read no socket storage: --probe says why)\n");

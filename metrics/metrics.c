@@ -146,7 +146,7 @@ struct metrics {
 	uint32_t gen; /* live-iterator pass */
 	uint32_t expiry; /* full passes unseen before a connection is forgotten */
 	uint64_t expired;
-	bool rto_known; /* a record said this kernel counts RTOs (ML_F_RTO) */
+	bool rto_known; /* this kernel counts RTOs: a record said so (ML_F_RTO), or the loader */
 	struct pair *pairs; /* PAIRS, with identify() */
 };
 
@@ -852,6 +852,11 @@ static void add_delta(struct metrics *m, const uint32_t slot[METRICS_SETS], uint
 }
 
 /* ---- live-iterator passes ------------------------------------------------- */
+
+void metrics_rto_counted(struct metrics *m)
+{
+	m->rto_known = true;
+}
 
 void metrics_set_series_idle(struct metrics *m, unsigned int seconds)
 {

@@ -131,6 +131,12 @@ void metrics_live_end(struct metrics *m, uint64_t now_ns, bool full);
  */
 void metrics_live_set_expiry(struct metrics *m, uint32_t full_passes);
 
+/*
+ * The kernel counts RTOs (ML_F_RTO records will come): the RTO families
+ * are rendered from now on, before the first record says so.
+ */
+void metrics_rto_counted(struct metrics *m);
+
 /* series_idle_seconds, changed while running (a config reload) */
 void metrics_set_series_idle(struct metrics *m, unsigned int seconds);
 

@@ -110,6 +110,7 @@ teardown() { ml_teardown; }
 	ip -n "$ns" link set lo mtu 1500 gso_max_segs 1 up
 	ip -n "$ns" addr add 10.214.0.1/32 dev lo
 	start_metrics_daemon
+	scrape_to "$T/m0" # before any connection: the RTO family is there where the kernel counts RTOs
 	# on arrival: a packet refused on its way out is only sent later, not lost
 	ip netns exec "$ns" iptables -A INPUT -p tcp -m statistic --mode random --probability 0.1 -j DROP
 	traffic_in_netns "$ns" --max-seconds 90 pairs 10.214.0.1 --final-info \
@@ -117,6 +118,12 @@ teardown() { ml_teardown; }
 	wait_records 16
 	check_health 8
 	check_rto_metric
+	# the kernel's own answer: its TCP_INFO has tcpi_total_rto or not
+	if [ "$(jq -s 'map(select(.event == "conn" and (.client_info | has("total_rto")))) | length' "$T/truth.json")" -gt 0 ]; then
+		grep -q '^# TYPE meshlens_tcp_rto_timeouts_total counter$' "$T/m0"
+	else
+		run ! grep -q 'meshlens_tcp_rto_timeouts_total' "$T/m0"
+	fi
 }
 
 @test "refused connection: success false, failure refused" {
