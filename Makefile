@@ -39,7 +39,7 @@ BPF_OBJS    := core failures live drops retrans
 BPF_SKELS   := $(BPF_OBJS:%=$(BUILD)/%.skel.h)
 UNIT_TESTS  := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit e2e vmtest bench fuzz vmlinux clean help
+.PHONY: all deps run test unit e2e vmtest bench fuzz vmlinux clean help FORCE
 .SECONDARY:
 
 all: $(BUILD)/meshlens $(BUILD)/mltraffic $(BUILD)/mlpkt ## build the daemon and the test traffic tools
@@ -56,8 +56,14 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) bpf/vmlinux/vmlinux.h | $(BUIL
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@
 
-$(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BPF_SKELS)
+$(BUILD)/meshlens: $(DAEMON_SRCS) $(wildcard */*.h) $(BPF_SKELS) $(BUILD)/version
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRCS) $(LDLIBS)
+
+# the version the daemon says (MESHLENS_VERSION), rewritten only when it
+# changed: a commit alone rebuilds the daemon, a build with none does not
+$(BUILD)/version: FORCE | $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
+FORCE:
 
 $(BUILD)/mltraffic $(BUILD)/mlpkt: $(BUILD)/%: tests/tools/%.c tests/tools/toolargs.h | $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
