@@ -86,6 +86,12 @@ static void jw_u64(struct jw *w, uint64_t v)
 	char tmp[40], *p = tmp + 20;
 	size_t n;
 
+	/* one digit, most often 0: a third of a line's numbers (the TCP
+	 * health counters of a connection that lost nothing) */
+	if (v < 10 && w->p < w->end) {
+		*w->p++ = (char)('0' + v);
+		return;
+	}
 	for (; v >= 100; v /= 100) {
 		p -= 2;
 		memcpy(p, digit_pairs + 2 * (v % 100), 2);
