@@ -477,7 +477,7 @@ drops_ratio() { if [ "$DROPS" = yes ]; then fmt "${MED[$1-ratio-drops]}" %.3f; e
 	fi
 	echo "## 3. User-space throughput (bench_pipeline)"
 	echo
-	echo "$BP_RECORDS synthetic records through ml_pipeline_record() on one core (taskset -c 1): per connection an OPEN and a CLOSE record for each socket, 300 IP pairs (10% IPv6), varying bytes; real file sink flushed every 1000 records, real metrics aggregation; median of 3 runs."
+	echo "$BP_RECORDS synthetic records through ml_pipeline_record() on one core (taskset -c 1): per connection an OPEN and a CLOSE record for each socket, 300 IP pairs (10% IPv6), varying bytes; real file sink flushed every 1000 records, real metrics aggregation; after a sync (the storms' logs written back), 3 runs of each case, alternating; medians."
 	echo
 	echo "| case | records/s (write(2) included) | records/s (without the flushes) | ns per record | bytes per access-log line | callgrind instructions per record |"
 	echo "|---|---|---|---|---|---|"
