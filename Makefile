@@ -5,7 +5,10 @@ BUILD    ?= build
 CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+# -dirty: uncommitted changes, but for bench/results.md (make bench rewrites it)
+VERSION  ?= $(shell v=$$(git describe --tags --always 2>/dev/null) && \
+	      { git diff --quiet HEAD -- . ':(exclude)bench/results.md' && echo $$v || echo $$v-dirty; } || \
+	      echo 0.1.0-dev)
 
 ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CFLAGS   ?= -O2 -g

@@ -376,7 +376,9 @@ if [ -n "${BENCH_COMMIT:-}" ]; then
 	COMMIT=$BENCH_COMMIT
 else
 	COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-	git -C "$REPO" diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT (+ uncommitted changes)"
+	# the report itself does not count: a run rewrites it
+	git -C "$REPO" diff --quiet HEAD -- . ':(exclude)bench/results.md' 2>/dev/null ||
+		COMMIT="$COMMIT (+ uncommitted changes)"
 fi
 VERSION=$("$ML" --version 2>/dev/null | awk '{ print $2 }')
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
