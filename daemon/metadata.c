@@ -368,8 +368,8 @@ static struct md_table *table_load(const char *path, char *err, size_t err_len)
 				goto fail;
 			}
 		}
-		if (render_keys(w)) {
-			ml_err(err, err_len, -ENOMEM, "%s: %s", path, strerror(ENOMEM));
+		if ((ret = render_keys(w))) {
+			ml_err(err, err_len, ret, "%s: %s", path, strerror(-ret));
 			goto fail;
 		}
 		a = cJSON_GetObjectItemCaseSensitive(e, "ips");

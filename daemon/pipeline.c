@@ -17,9 +17,8 @@ static bool addr_unspecified(const uint8_t a[ML_ADDR_LEN])
  * Names of both ends: the socket's cgroup names its own end (outbound:
  * the client, inbound: the server) and wins there; addresses name either.
  */
-static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
-		     struct accesslog_identity *id, const struct ml_workload **srcp,
-		     const struct ml_workload **dstp)
+static void name_ends(struct ml_metadata *md, const struct tcp_probe_info *r,
+		      const struct ml_workload **srcp, const struct ml_workload **dstp)
 {
 	const struct ml_workload *own = NULL, *src = NULL, *dst = NULL;
 	const char *cgroup = ml_metadata_cgroup_path(md, r->cgroup_id);
@@ -34,20 +33,24 @@ static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
 		dst = own;
 	else if (!addr_unspecified(r->dst_addr))
 		dst = ml_metadata_by_addr(md, r->dst_addr);
-	if (id) {
-		const struct accesslog_keys *cg = ml_metadata_cgroup_key(md, r->cgroup_id);
+	*srcp = src;
+	*dstp = dst;
+}
 
-		if (cg) /* the root itself has none: nothing to say */
-			id->cgroup = *cg;
-		if (src)
-			id->src = src->src_keys;
-		if (dst)
-			id->dst = dst->dst_keys;
-	}
-	if (srcp) {
-		*srcp = src;
-		*dstp = dst;
-	}
+/* A line's names: the socket's cgroup and the ends' keys, rendered at load. */
+static void identify(struct ml_metadata *md, const struct tcp_probe_info *r,
+		     struct accesslog_identity *id)
+{
+	const struct accesslog_keys *cg = ml_metadata_cgroup_key(md, r->cgroup_id);
+	const struct ml_workload *src, *dst;
+
+	if (cg) /* the root itself has none: nothing to say */
+		id->cgroup = *cg;
+	name_ends(md, r, &src, &dst);
+	if (src)
+		id->src = src->src_keys;
+	if (dst)
+		id->dst = dst->dst_keys;
 }
 
 static void end_of(const struct ml_workload *w, struct metrics_end *e)
@@ -66,7 +69,7 @@ void ml_pipeline_names(void *pipeline, const struct tcp_probe_info *r, struct me
 
 	if (!p->md)
 		return;
-	identify(p->md, r, NULL, &src, &dst);
+	name_ends(p->md, r, &src, &dst);
 	end_of(src, &out->src);
 	end_of(dst, &out->dst);
 	if (src) {
@@ -102,7 +105,7 @@ int ml_pipeline_record(void *pipeline, void *data, size_t size)
 	if (!p->sink || (r->type != ML_REC_CONN_CLOSE && r->type != ML_REC_CONN_FAILED))
 		return 0;
 	if (p->md)
-		identify(p->md, r, &id, NULL, NULL);
+		identify(p->md, r, &id);
 	/* named only where the line has the key: a lookup per record with drops */
 	if ((r->flags & ML_F_DROPS) && r->drops && p->reasons)
 		id.drop_reason = drop_reason_name(p->reasons, r->last_drop_reason, rn, sizeof(rn));
@@ -139,7 +142,7 @@ void ml_pipeline_interim(void *pipeline, const struct tcp_probe_info *r,
 	if (!p->sink)
 		return;
 	if (p->md) {
-		identify(p->md, r, &id, NULL, NULL);
+		identify(p->md, r, &id);
 		len = accesslog_format_interim(r, &a, &p->clk, &id, line, sizeof(line));
 	}
 	if (len < 0) /* no metadata, or names too long for a line */

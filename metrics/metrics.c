@@ -736,7 +736,7 @@ static void named_slots(struct metrics *m, const struct tcp_probe_info *r,
 			return;
 		}
 	}
-	hold = pc;
+	hold = pc != NULL; /* handles given */
 	for (int k = METRICS_WORKLOAD; k < METRICS_SETS; k++) {
 		slot[k] = m->t[k].on ? table_slot(&m->t[k], r, &names) : NO_SLOT;
 		hold = hold && (slot[k] == NO_SLOT || slot[k] < m->t[k].cap);
