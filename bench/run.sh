@@ -372,15 +372,15 @@ log "   scrape median ${SCRAPE_ALONE} ms alone, ${SCRAPE_IDLE} ms beside $SCRAPE
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 NCPU=$(nproc)
 KERNEL=$(uname -r)
+VERSION=$("$ML" --version 2>/dev/null | awk '{ print $2 }')
 if [ -n "${BENCH_COMMIT:-}" ]; then
 	COMMIT=$BENCH_COMMIT
 else
 	COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-	# the report itself does not count: a run rewrites it
-	git -C "$REPO" diff --quiet HEAD -- . ':(exclude)bench/results.md' 2>/dev/null ||
-		COMMIT="$COMMIT (+ uncommitted changes)"
+	# the binary measured says whether it was built with uncommitted
+	# changes (the Makefile's version stamp, which leaves this report out)
+	[[ $VERSION != *-dirty ]] || COMMIT="$COMMIT (+ uncommitted changes)"
 fi
-VERSION=$("$ML" --version 2>/dev/null | awk '{ print $2 }')
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 ELAPSED=$(($(date +%s) - START_TS))
 HOOKS=$("$ML" --probe 2>/dev/null | awk '{ printf("%s%s: %s", NR > 1 ? "; " : "", $1, $2) }')
